@@ -1,0 +1,166 @@
+"""The ``consortia`` command line: every error reaches the user as one clear line, no traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from consortia import codec
+from consortia.cli.crypto_cmd import app as crypto_app
+from consortia.crypto import CryptoError
+from consortia.execution.genesis import GenesisError
+from consortia.ledger.types import decode_block
+from consortia.node.demo import run_demo
+from consortia.node.home import init_home
+from consortia.node.local import DATA_DIR, NodeError
+from consortia.node.verify import verify_chain
+from consortia.storage import ChainStore, StorageError
+
+app = typer.Typer(
+    name="consortia",
+    help="consortia: a permissioned, two-tier consortium blockchain for securities and e-CNY.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+ledger_app = typer.Typer(help="Inspect and re-verify a node's stored chain.", no_args_is_help=True)
+app.add_typer(crypto_app, name="crypto")
+app.add_typer(ledger_app, name="ledger")
+
+# Wide enough for the demo table when output is not a terminal (CI logs, pipes).
+console = Console(width=None if sys.stdout.isatty() else 120)
+err_console = Console(stderr=True)
+
+HomeOption = typer.Option(..., "--home", help="The node's home directory.")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
+@app.command()
+def init(
+    home: Path = HomeOption,
+    suite: str = typer.Option(
+        "intl", help="Crypto suite: intl (Ed25519/SHA-256) or gm (SM2/SM3/SM4)."
+    ),
+    chain_id: str = typer.Option("consortia-demo", help="Chain id (1..64 printable ASCII)."),
+) -> None:
+    """Create a node home: validator and member keys (encrypted) and a genesis document.
+
+    Key files are encrypted with the password in CONSORTIA_KEY_PASSWORD (a demo password if unset).
+    """
+    genesis = init_home(home, suite_name=suite, chain_id=chain_id)
+    console.print(f"initialised [bold]{home}[/] — chain {genesis.chain_id}, suite {genesis.suite}")
+    console.print(f"genesis hash {genesis.hash().hex()}")
+
+
+@app.command()
+def demo(
+    home: Path = typer.Option(Path("demo-home"), "--home", help="Where the demo chain lives."),
+    suite: str = typer.Option("intl", help="Crypto suite: intl or gm."),
+    investors: int = typer.Option(600, min=2, max=20_000, help="Investor accounts to open."),
+    block_size: int = typer.Option(300, min=1, max=5_000, help="Transactions per block."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Run the demo: a real single-process chain of signed transactions, then verify it all.
+
+    Builds, certifies (4 validators' precommit signatures) and atomically stores blocks that open
+    investor accounts, rotate keys, freeze and unfreeze accounts and break rules on purpose;
+    restarts from disk; proves an account against the state root; re-verifies from genesis.
+    """
+    say = (lambda _m: None) if as_json else console.print
+    with _progress() as progress:
+        task = progress.add_task("opening investor accounts", total=investors)
+        report = run_demo(
+            home,
+            suite_name=suite,
+            investors=investors,
+            block_size=block_size,
+            say=say,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    if as_json:
+        out = {
+            "suite": report.suite,
+            "chain_id": report.chain_id,
+            "blocks": report.blocks,
+            "checks": [{"name": n, "ok": ok, "detail": d} for n, ok, d in report.checks],
+            "ok": report.ok,
+        }
+        console.print_json(json.dumps(out))
+    else:
+        table = Table(title=f"chain {report.chain_id} ({report.suite}) — committed blocks")
+        for col in ("height", "what", "txs", "ok", "failed", "rejected", "block hash", "signers"):
+            table.add_column(col)
+        for b in report.blocks:
+            table.add_row(
+                str(b["height"]),
+                b["label"],
+                str(b["txs"]),
+                str(b["ok"]),
+                str(b["failed"]),
+                str(b["rejected"]),
+                b["hash"][:16] + "…",
+                f"{b['signers']}/4",
+            )
+        console.print(table)
+        console.print("[bold green]demo OK[/]" if report.ok else "[bold red]demo FAILED[/]")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@ledger_app.command("verify")
+def ledger_verify(home: Path = HomeOption) -> None:
+    """Re-check the whole stored chain from genesis: hash links, certificates, Merkle roots,
+    receipts, and the state root (by replaying every block). Exits 1 naming the first bad height.
+    """
+    with _progress() as progress:
+        task = progress.add_task("verifying blocks", total=None)
+        verdict = verify_chain(
+            home, progress=lambda done, total: progress.update(task, completed=done, total=total)
+        )
+    if verdict.ok:
+        console.print(f"OK: {verdict.head_height} blocks verified — {verdict.reason}")
+        return
+    err_console.print(f"FAILED at height {verdict.first_bad_height}: {verdict.reason}")
+    raise typer.Exit(1)
+
+
+@ledger_app.command("head")
+def ledger_head(home: Path = HomeOption) -> None:
+    """Print the stored head: height, block hash, state root, time."""
+    with ChainStore.open(home / DATA_DIR, readonly=True) as store:
+        head = store.head()
+        if head is None:
+            console.print("empty chain (no blocks yet)")
+            return
+        raw = store.block(head[0])
+        assert raw is not None
+        header = decode_block(raw).header
+    console.print_json(json.dumps(codec.hex_dump(codec.to_cbor(header))))
+
+
+def main() -> None:
+    """Entry point: run the app, turning expected failures into one-line messages (exit 2)."""
+    try:
+        app()
+    except (NodeError, GenesisError, StorageError, CryptoError, codec.CodecError) as exc:
+        err_console.print(f"error: {exc}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)

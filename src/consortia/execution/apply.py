@@ -1,0 +1,368 @@
+"""The deterministic state machine: ``apply_block(state, block) -> (state, receipts)``.
+
+Reads top-down like a specification:
+
+1. ``validate_header`` checks the header against the previous state (chain, height, parent,
+   time, validator sets, proposer, the certificate of the previous block);
+2. ``execute_transactions`` runs each transaction through its module;
+3. the computed transactions, receipts and state roots must equal the header's.
+
+Nothing here reads a clock, a random source or the disk; iteration is over lists and sorted keys
+only, so the same blocks give the same state root on every node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from consortia import codec
+from consortia.crypto import Suite
+from consortia.execution.context import ExecutionLimitError, TxContext
+from consortia.execution.errors import (
+    BadLastCommitError,
+    InvalidBlock,
+    InvalidTransactionError,
+    SenderFrozenError,
+    TxFailure,
+    UnknownMethodError,
+    UnknownModuleError,
+    WrongChainIdError,
+    WrongHeightError,
+    WrongParentHashError,
+    WrongProposerError,
+    WrongReceiptsRootError,
+    WrongStateRootError,
+    WrongTimeError,
+    WrongTransactionsRootError,
+    WrongValidatorSetError,
+)
+from consortia.execution.state import ChainState
+from consortia.ledger.merkle import merkle_root
+from consortia.ledger.state_tree import StateTree
+from consortia.ledger.types import (
+    ZERO_HASH,
+    Block,
+    CertificateError,
+    CommitCertificate,
+    Header,
+    Receipt,
+    Transaction,
+    TxStatus,
+    bft_time_ms,
+    verify_commit,
+    verify_transaction_signature,
+)
+from consortia.modules import NATIVE_MODULES
+from consortia.modules.registry import Account, account_key
+
+
+def ensure(condition: bool, error: type[InvalidBlock], message: str) -> None:
+    if not condition:
+        raise error(message)
+
+
+# ---------------------------------------------------------------------------------------------
+# Roots
+
+
+def transactions_root(suite: Suite, txs: Sequence[Transaction]) -> bytes:
+    return merkle_root(suite.hash, [tx.encode() for tx in txs])
+
+
+def receipts_root(suite: Suite, receipts: Sequence[Receipt]) -> bytes:
+    return merkle_root(suite.hash, [r.encode() for r in receipts])
+
+
+def last_commit_hash(suite: Suite, cert: CommitCertificate | None) -> bytes:
+    return ZERO_HASH if cert is None else cert.hash(suite)
+
+
+# ---------------------------------------------------------------------------------------------
+# Header validation
+
+
+def validate_header(state: ChainState, block: Block) -> None:
+    """Raise an ``InvalidBlock`` subclass unless ``block``'s header may follow ``state``."""
+    suite = state.suite
+    h = block.header
+    ensure(h.chain_id == state.chain_id, WrongChainIdError, f"chain id {h.chain_id!r}")
+    ensure(
+        h.height == state.height + 1,
+        WrongHeightError,
+        f"height {h.height}, expected {state.height + 1}",
+    )
+    ensure(
+        h.parent_hash == state.last_block_hash, WrongParentHashError, "parent hash does not link"
+    )
+    ensure(
+        h.validator_set_hash == state.validators.hash(suite),
+        WrongValidatorSetError,
+        "validator set hash differs from the chain's current set",
+    )
+    ensure(
+        h.next_validator_set_hash == state.next_validators.hash(suite),
+        WrongValidatorSetError,
+        "next validator set hash differs from the chain's next set",
+    )
+    ensure(
+        state.validators.get(h.proposer) is not None,
+        WrongProposerError,
+        f"proposer {h.proposer.hex()} is not a validator",
+    )
+    ensure(
+        h.last_commit_hash == last_commit_hash(suite, block.last_commit),
+        BadLastCommitError,
+        "last commit hash does not match the enclosed certificate",
+    )
+    if h.height == 1:
+        ensure(block.last_commit is None, BadLastCommitError, "block 1 carries no last commit")
+        ensure(h.time_ms == state.last_time_ms, WrongTimeError, "block 1 time must be genesis time")
+        return
+    cert = block.last_commit
+    if cert is None:
+        raise BadLastCommitError(f"block {h.height} lacks the certificate of block {state.height}")
+    try:
+        verify_commit(
+            suite,
+            state.last_validators,
+            cert,
+            chain_id=state.chain_id,
+            height=state.height,
+            block_hash=state.last_block_hash,
+        )
+    except CertificateError as exc:
+        raise BadLastCommitError(f"certificate of block {state.height}: {exc}") from exc
+    expected_time = bft_time_ms(state.last_validators, cert)
+    ensure(
+        h.time_ms == expected_time, WrongTimeError, f"time {h.time_ms}, BFT time {expected_time}"
+    )
+    ensure(h.time_ms > state.last_time_ms, WrongTimeError, "block time does not increase")
+
+
+# ---------------------------------------------------------------------------------------------
+# Transactions
+
+
+@dataclass(frozen=True)
+class BlockExecution:
+    """What executing a list of transactions produced (the state is not yet advanced)."""
+
+    included: tuple[Transaction, ...]
+    receipts: tuple[Receipt, ...]
+    writes: dict[bytes, bytes | None]
+    rejected: tuple[tuple[Transaction, str], ...]
+
+
+def _load_account(
+    state: ChainState, writes: dict[bytes, bytes | None], address: bytes
+) -> Account | None:
+    key = account_key(address)
+    raw = writes[key] if key in writes else state.tree.get(key)
+    return None if raw is None else codec.decode_struct(Account, raw)
+
+
+def check_admission(
+    state: ChainState, writes: dict[bytes, bytes | None], tx: Transaction
+) -> Account:
+    """Return the sender's account if an honest proposer may include ``tx`` now.
+
+    Raises ``ValueError`` with the reason otherwise (wrong chain, unknown sender, nonce, signature).
+    """
+    if tx.chain_id != state.chain_id:
+        raise ValueError(f"transaction is for chain {tx.chain_id!r}")
+    acct = _load_account(state, writes, tx.sender)
+    if acct is None:
+        raise ValueError(f"unknown sender {tx.sender.hex()}")
+    if tx.nonce != acct.nonce:
+        raise ValueError(f"nonce {tx.nonce}, expected {acct.nonce}")
+    if not verify_transaction_signature(state.suite, tx, acct.public_key):
+        raise ValueError("signature does not verify with the sender's registered key")
+    return acct
+
+
+def _run(ctx: TxContext, tx: Transaction, sender: Account) -> None:
+    if sender.frozen:
+        raise SenderFrozenError(f"account {sender.address.hex()} is frozen: {sender.freeze_reason}")
+    module = NATIVE_MODULES.get(tx.module)
+    if module is None:
+        raise UnknownModuleError(f"no module {tx.module!r} on this chain")
+    method = module.methods.get(tx.method)
+    if method is None:
+        raise UnknownMethodError(f"module {tx.module!r} has no method {tx.method!r}")
+    try:
+        method.handler(ctx, method.parse_args(tx.args))
+    except ExecutionLimitError as exc:
+        raise TxFailure(str(exc)) from exc
+
+
+def execute_transactions(
+    state: ChainState,
+    txs: Sequence[Transaction],
+    *,
+    height: int,
+    time_ms: int,
+    drop_inadmissible: bool = False,
+) -> BlockExecution:
+    """Run ``txs`` in order on top of ``state``.
+
+    A transaction failing a business rule gets a FAILED receipt and only its nonce advances. A
+    transaction that is not admissible raises ``InvalidTransactionError`` — or, with
+    ``drop_inadmissible`` (the proposer building a block), is left out and listed in ``rejected``.
+    """
+    suite = state.suite
+    writes: dict[bytes, bytes | None] = {}
+    included: list[Transaction] = []
+    receipts: list[Receipt] = []
+    rejected: list[tuple[Transaction, str]] = []
+    for index, tx in enumerate(txs):
+        try:
+            sender = check_admission(state, writes, tx)
+        except ValueError as exc:
+            if drop_inadmissible:
+                rejected.append((tx, str(exc)))
+                continue
+            raise InvalidTransactionError(index, str(exc)) from exc
+        ctx = TxContext(
+            suite=suite,
+            chain_id=state.chain_id,
+            height=height,
+            time_ms=time_ms,
+            tree=state.tree,
+            block_writes=writes,
+            sender=tx.sender,
+        )
+        tx_hash = tx.hash(suite)
+        try:
+            _run(ctx, tx, sender)
+        except TxFailure as failure:
+            receipt = Receipt(tx_hash, TxStatus.FAILED, failure.code, failure.message, ())
+        else:
+            writes.update(ctx.writes)
+            receipt = Receipt(tx_hash, TxStatus.OK, "", "", tuple(ctx.events))
+        # The nonce advances whether or not the transaction succeeded, so it can't be replayed.
+        latest = _load_account(state, writes, tx.sender)
+        assert latest is not None  # admission found it, and no method deletes accounts
+        writes[account_key(tx.sender)] = codec.encode_struct(
+            replace(latest, nonce=latest.nonce + 1)
+        )
+        included.append(tx)
+        receipts.append(receipt)
+    return BlockExecution(tuple(included), tuple(receipts), writes, tuple(rejected))
+
+
+def _advance(state: ChainState, header: Header, tree: StateTree) -> ChainState:
+    return replace(
+        state,
+        height=header.height,
+        last_block_hash=header.hash(state.suite),
+        last_time_ms=header.time_ms,
+        tree=tree,
+        last_validators=state.validators,
+        validators=state.next_validators,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Blocks
+
+
+@dataclass(frozen=True)
+class AppliedBlock:
+    """The result of applying a block, with the state writes a store must persist."""
+
+    state: ChainState
+    receipts: tuple[Receipt, ...]
+    writes: dict[bytes, bytes | None]
+
+
+def apply_block_detailed(state: ChainState, block: Block) -> AppliedBlock:
+    """``apply_block`` that also returns the block's state writes (for the store)."""
+    suite = state.suite
+    header = block.header
+    validate_header(state, block)
+    ensure(
+        header.transactions_root == transactions_root(suite, block.transactions),
+        WrongTransactionsRootError,
+        "transactions root does not match the transactions",
+    )
+    execution = execute_transactions(
+        state, block.transactions, height=header.height, time_ms=header.time_ms
+    )
+    ensure(
+        header.receipts_root == receipts_root(suite, execution.receipts),
+        WrongReceiptsRootError,
+        "receipts root does not match the execution",
+    )
+    new_state = _advance(state, header, state.tree.update(execution.writes))
+    ensure(
+        header.state_root == new_state.state_root,
+        WrongStateRootError,
+        f"state root {header.state_root.hex()[:16]} != computed {new_state.state_root.hex()[:16]}",
+    )
+    return AppliedBlock(new_state, execution.receipts, execution.writes)
+
+
+def apply_block(state: ChainState, block: Block) -> tuple[ChainState, tuple[Receipt, ...]]:
+    """Validate and execute ``block`` on ``state``.
+
+    Returns the new state and the receipts, or raises an ``InvalidBlock`` subclass; ``state``
+    itself is never modified. Same ``state`` and ``block`` give the same result on every node.
+    """
+    applied = apply_block_detailed(state, block)
+    return applied.state, applied.receipts
+
+
+@dataclass(frozen=True)
+class Proposal:
+    block: Block
+    state: ChainState
+    receipts: tuple[Receipt, ...]
+    writes: dict[bytes, bytes | None]
+    rejected: tuple[tuple[Transaction, str], ...]
+
+
+def propose_block(
+    state: ChainState,
+    candidates: Sequence[Transaction],
+    *,
+    proposer: bytes,
+    last_commit: CommitCertificate | None,
+) -> Proposal:
+    """Build the next block from ``candidates`` (inadmissible ones are dropped and reported).
+
+    Its time is the genesis time at height 1 and the BFT time of ``last_commit`` afterwards, so
+    the proposal passes ``apply_block`` on any honest node.
+    """
+    suite = state.suite
+    height = state.height + 1
+    time_ms = (
+        state.last_time_ms
+        if last_commit is None
+        else bft_time_ms(state.last_validators, last_commit)
+    )
+    execution = execute_transactions(
+        state, candidates, height=height, time_ms=time_ms, drop_inadmissible=True
+    )
+    tree = state.tree.update(execution.writes)
+    header = Header(
+        chain_id=state.chain_id,
+        height=height,
+        time_ms=time_ms,
+        parent_hash=state.last_block_hash,
+        transactions_root=transactions_root(suite, execution.included),
+        receipts_root=receipts_root(suite, execution.receipts),
+        state_root=tree.root,
+        validator_set_hash=state.validators.hash(suite),
+        next_validator_set_hash=state.next_validators.hash(suite),
+        proposer=proposer,
+        last_commit_hash=last_commit_hash(suite, last_commit),
+    )
+    block = Block(header, execution.included, last_commit)
+    return Proposal(
+        block,
+        _advance(state, header, tree),
+        execution.receipts,
+        execution.writes,
+        execution.rejected,
+    )

@@ -1,0 +1,91 @@
+"""The view a module gets while one transaction runs: buffered reads/writes and events.
+
+Writes go to a per-transaction overlay; the block executor merges it only if the transaction
+succeeds, so a failing transaction changes nothing (all-or-nothing per transaction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from consortia import codec
+from consortia.crypto import Suite
+from consortia.ledger.state_tree import StateTree
+from consortia.ledger.types import Event
+
+T = TypeVar("T")
+
+MAX_EVENTS_PER_TX = 256
+MAX_WRITES_PER_TX = 4096
+MAX_VALUE_BYTES = 256 * 1024
+
+
+class ExecutionLimitError(Exception):
+    """A transaction exceeded a per-transaction execution limit (reported as a TxFailure)."""
+
+
+class TxContext:
+    """Read-through overlay: tx writes → block writes → the committed tree."""
+
+    __slots__ = (
+        "_block_writes",
+        "_tree",
+        "chain_id",
+        "events",
+        "height",
+        "sender",
+        "suite",
+        "time_ms",
+        "writes",
+    )
+
+    def __init__(
+        self,
+        *,
+        suite: Suite,
+        chain_id: str,
+        height: int,
+        time_ms: int,
+        tree: StateTree,
+        block_writes: Mapping[bytes, bytes | None],
+        sender: bytes,
+    ) -> None:
+        self.suite = suite
+        self.chain_id = chain_id
+        self.height = height
+        self.time_ms = time_ms
+        self.sender = sender
+        self._tree = tree
+        self._block_writes = block_writes
+        self.writes: dict[bytes, bytes | None] = {}
+        self.events: list[Event] = []
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self.writes:
+            return self.writes[key]
+        if key in self._block_writes:
+            return self._block_writes[key]
+        return self._tree.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        if len(value) > MAX_VALUE_BYTES:
+            raise ExecutionLimitError(f"state value of {len(value)} bytes exceeds the limit")
+        if key not in self.writes and len(self.writes) >= MAX_WRITES_PER_TX:
+            raise ExecutionLimitError("too many state writes in one transaction")
+        self.writes[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.writes[key] = None
+
+    def get_record(self, key: bytes, cls: type[T]) -> T | None:
+        raw = self.get(key)
+        return None if raw is None else codec.decode_struct(cls, raw)
+
+    def put_record(self, key: bytes, record: Any) -> None:
+        self.put(key, codec.encode_struct(record))
+
+    def emit(self, module: str, kind: str, /, **attributes: Any) -> None:
+        if len(self.events) >= MAX_EVENTS_PER_TX:
+            raise ExecutionLimitError("too many events in one transaction")
+        self.events.append(Event(module=module, kind=kind, attributes=dict(attributes)))

@@ -1,0 +1,10 @@
+"""Native modules of the execution layer; ``NATIVE_MODULES`` maps a module name to its table."""
+
+from __future__ import annotations
+
+from consortia.execution.module import Module
+from consortia.modules import registry
+
+NATIVE_MODULES: dict[str, Module] = {registry.MODULE.name: registry.MODULE}
+
+__all__ = ["NATIVE_MODULES"]
