@@ -1,0 +1,149 @@
+"""The single-process chain end to end: commit, restart, verify, and tamper detection on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from consortia.cli import app
+from consortia.ledger.types import TxStatus, sign_transaction
+from consortia.node.home import init_home
+from consortia.node.local import (
+    ACCOUNTS_DIR,
+    DATA_DIR,
+    VALIDATORS_DIR,
+    LocalChain,
+    NodeError,
+    load_key_dir,
+)
+from consortia.node.verify import verify_chain
+from consortia.storage import ChainStore
+
+PASSWORD = "test-password"
+
+
+def _flip_stored_byte(home: Path, height: int, offset_in_block: int, mask: int = 0x01) -> bytes:
+    """Flip one byte of block ``height`` where LMDB really keeps it (not a stale page copy).
+
+    Copy-on-write leaves old page versions in the file, so the block's bytes can occur more than
+    once; the live copy is the one whose change the store reads back. Returns the pristine file.
+    """
+    data_file = home / DATA_DIR / "data.mdb"
+    pristine = data_file.read_bytes()
+    with ChainStore.open(home / DATA_DIR, readonly=True) as store:
+        raw = store.block(height)
+    assert raw is not None
+    at = pristine.find(raw)
+    while at >= 0:
+        content = bytearray(pristine)
+        content[at + offset_in_block] ^= mask
+        data_file.write_bytes(bytes(content))
+        with ChainStore.open(home / DATA_DIR, readonly=True) as store:
+            if store.block(height) != raw:
+                return pristine
+        at = pristine.find(raw, at + 1)
+    raise AssertionError(f"block {height} not found verbatim in the data file")
+
+
+def _build_chain(home: Path, blocks: int, suite: str = "intl") -> list[bytes]:
+    """Commit ``blocks`` blocks that each register an organization; return the block hashes."""
+    init_home(home, suite_name=suite, password=PASSWORD, scrypt_n=1 << 10)
+    vkeys = load_key_dir(home / VALIDATORS_DIR, PASSWORD)
+    admin = load_key_dir(home / ACCOUNTS_DIR, PASSWORD)["exchange-admin"]
+    hashes = []
+    with LocalChain(home, vkeys) as chain:
+        for i in range(blocks):
+            tx = sign_transaction(
+                chain.suite,
+                admin,
+                chain_id=chain.state.chain_id,
+                nonce=i,
+                module="registry",
+                method="register_org",
+                args={
+                    "org_id": f"org-{i:04d}",
+                    "name": f"Organization number {i}",
+                    "kind": "broker",
+                },
+            )
+            committed = chain.commit([tx])
+            assert committed.receipts[0].status == TxStatus.OK
+            hashes.append(committed.certificate.block_hash)
+    return hashes
+
+
+@pytest.mark.parametrize("suite", ["intl", "gm"])
+def test_commit_restart_and_verify(tmp_path: Path, suite: str) -> None:
+    home = tmp_path / "node"
+    hashes = _build_chain(home, 5, suite)
+    vkeys = load_key_dir(home / VALIDATORS_DIR, PASSWORD)
+    with LocalChain(home, vkeys) as chain:
+        assert chain.height == 5
+        assert chain.state.last_block_hash == hashes[-1]
+        chain.commit([])  # continues after restart, with the stored certificate as last commit
+    verdict = verify_chain(home)
+    assert verdict.ok, verdict.reason
+    assert verdict.head_height == 6
+
+
+def test_flipped_byte_in_a_stored_block_is_found_and_named(tmp_path: Path) -> None:
+    home = tmp_path / "node"
+    _build_chain(home, 8)
+    with ChainStore.open(home / DATA_DIR, readonly=True) as store:
+        raw = store.block(5)
+    assert raw is not None
+    # Flip one byte inside the organization name of block 5's transaction.
+    _flip_stored_byte(home, 5, raw.index(b"Organization number 4") + 3)
+    verdict = verify_chain(home)
+    assert not verdict.ok
+    assert verdict.first_bad_height == 5, verdict.reason
+    # And through the CLI: exit 1, height named.
+    result = CliRunner().invoke(app, ["ledger", "verify", "--home", str(home)])
+    assert result.exit_code == 1
+    assert "height 5" in result.output
+
+
+def test_every_single_byte_flip_in_a_block_is_detected_at_its_height(tmp_path: Path) -> None:
+    home = tmp_path / "node"
+    _build_chain(home, 3)
+    with ChainStore.open(home / DATA_DIR, readonly=True) as store:
+        raw = store.block(2)
+    assert raw is not None
+    data_file = home / DATA_DIR / "data.mdb"
+    pristine = data_file.read_bytes()
+    for offset in range(0, len(raw), max(1, len(raw) // 40)):
+        _flip_stored_byte(home, 2, offset, 0x80)
+        verdict = verify_chain(home)
+        assert verdict.first_bad_height == 2, (offset, verdict.reason)
+        data_file.write_bytes(pristine)
+    data_file.write_bytes(pristine)
+    assert verify_chain(home).ok
+
+
+def test_node_refuses_a_home_without_genesis(tmp_path: Path) -> None:
+    with pytest.raises(NodeError, match="genesis"):
+        LocalChain(tmp_path, {})
+
+
+def test_demo_command_runs_and_verifies(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "demo",
+            "--home",
+            str(tmp_path / "demo"),
+            "--investors",
+            "20",
+            "--block-size",
+            "10",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["ok"] is True
+    assert all(check["ok"] for check in report["checks"])
+    assert len(report["blocks"]) >= 10
