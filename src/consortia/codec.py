@@ -101,10 +101,17 @@ class WrongTypeError(SchemaError):
 # Encoding
 
 
+# One-byte heads for arguments 0..23, per major type: the common case on every hot path.
+_SMALL_HEADS = tuple(tuple(bytes(((mt << 5) | a,)) for a in range(24)) for mt in range(8))
+# Text keys repeat endlessly (field names): memoize their encodings, bounded.
+_KEY_CACHE: dict[str, bytes] = {}
+_KEY_CACHE_LIMIT = 4096
+
+
 def _head(major: int, arg: int) -> bytes:
-    mt = major << 5
     if arg < 24:
-        return bytes((mt | arg,))
+        return _SMALL_HEADS[major][arg]
+    mt = major << 5
     if arg < 0x100:
         return bytes((mt | 24, arg))
     if arg < 0x10000:
@@ -114,42 +121,43 @@ def _head(major: int, arg: int) -> bytes:
     return struct.pack(">BQ", mt | 27, arg)
 
 
+def _encode_text(value: str) -> bytes:
+    cached = _KEY_CACHE.get(value)
+    if cached is None:
+        b = value.encode("utf-8")
+        cached = _head(_MT_TEXT, len(b)) + b
+        if len(_KEY_CACHE) < _KEY_CACHE_LIMIT and len(b) <= 64:
+            _KEY_CACHE[value] = cached
+    return cached
+
+
+def _encode_map_key(key: CborValue, depth: int) -> bytes:
+    if type(key) is str:
+        return _encode_text(key)
+    kb: list[bytes] = []
+    _encode_into(kb, key, depth)
+    return b"".join(kb)
+
+
 def _encode_into(out: list[bytes], value: CborValue, depth: int) -> None:
     if depth > DEFAULT_MAX_DEPTH:
         raise NestingTooDeepError(f"value nested deeper than {DEFAULT_MAX_DEPTH} levels")
-    # bool before int: bool is a subclass of int in Python.
-    if value is None:
-        out.append(b"\xf6")
-    elif value is True:
-        out.append(b"\xf5")
-    elif value is False:
-        out.append(b"\xf4")
-    elif isinstance(value, int):
+    t = type(value)
+    # Exact-type fast paths first (bool is a subclass of int, so exact checks keep them apart).
+    if t is str:
+        out.append(_encode_text(value))
+    elif t is bytes:
+        out.append(_head(_MT_BYTES, len(value)))
+        out.append(value)
+    elif t is int:
         if 0 <= value <= _UINT64_MAX:
             out.append(_head(_MT_UINT, value))
         elif _NINT64_MIN <= value < 0:
             out.append(_head(_MT_NINT, -1 - value))
         else:
             raise EncodeError(f"integer {value} outside the 64-bit CBOR range")
-    elif isinstance(value, bytes | bytearray | memoryview):
-        b = bytes(value)
-        out.append(_head(_MT_BYTES, len(b)))
-        out.append(b)
-    elif isinstance(value, str):
-        b = value.encode("utf-8")
-        out.append(_head(_MT_TEXT, len(b)))
-        out.append(b)
-    elif isinstance(value, list | tuple):
-        out.append(_head(_MT_ARRAY, len(value)))
-        for item in value:
-            _encode_into(out, item, depth + 1)
-    elif isinstance(value, dict):
-        pairs = []
-        for k, v in value.items():
-            kb: list[bytes] = []
-            _encode_into(kb, k, depth + 1)
-            pairs.append((b"".join(kb), v))
-        pairs.sort(key=lambda p: p[0])
+    elif t is dict:
+        pairs = sorted((_encode_map_key(k, depth + 1), v) for k, v in value.items())
         for i in range(1, len(pairs)):
             if pairs[i][0] == pairs[i - 1][0]:
                 raise EncodeError("map has two keys with the same encoding")
@@ -157,6 +165,26 @@ def _encode_into(out: list[bytes], value: CborValue, depth: int) -> None:
         for kbytes, v in pairs:
             out.append(kbytes)
             _encode_into(out, v, depth + 1)
+    elif t is list or t is tuple:
+        out.append(_head(_MT_ARRAY, len(value)))
+        for item in value:
+            _encode_into(out, item, depth + 1)
+    elif value is None:
+        out.append(b"\xf6")
+    elif value is True:
+        out.append(b"\xf5")
+    elif value is False:
+        out.append(b"\xf4")
+    elif isinstance(value, int):  # IntEnum and other int subclasses: their integer value
+        _encode_into(out, int(value), depth)
+    elif isinstance(value, bytearray | memoryview):
+        _encode_into(out, bytes(value), depth)
+    elif isinstance(value, str):
+        _encode_into(out, str(value), depth)
+    elif isinstance(value, list | tuple):
+        _encode_into(out, list(value), depth)
+    elif isinstance(value, dict):
+        _encode_into(out, dict(value), depth)
     else:
         raise EncodeError(f"cannot encode a value of type {type(value).__name__}")
 
@@ -306,12 +334,30 @@ def decode(
 T = TypeVar("T")
 
 
+_NAMES_CACHE: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _NAMES_CACHE.get(cls)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(cls))
+        _NAMES_CACHE[cls] = names
+    return names
+
+
 def to_cbor(value: Any) -> CborValue:
     """Convert dataclasses, enums, tuples and plain data into the CBOR data model."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_cbor(getattr(value, f.name)) for f in _fields(type(value))}
+    t = type(value)
+    if t is str or t is bytes or t is int or t is bool or value is None:
+        return value
+    if t is tuple or t is list:
+        return [to_cbor(v) for v in value]
+    if t is dict:
+        return {k: to_cbor(v) for k, v in value.items()}
     if isinstance(value, enum.Enum):
         return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {name: to_cbor(getattr(value, name)) for name in _field_names(t)}
     if isinstance(value, tuple | list):
         return [to_cbor(v) for v in value]
     if isinstance(value, dict):
@@ -325,10 +371,6 @@ def encode_struct(value: Any) -> bytes:
 
 
 _FIELD_CACHE: dict[type, tuple[tuple[str, Any], ...]] = {}
-
-
-def _fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
-    return dataclasses.fields(cls)
 
 
 def _field_types(cls: type) -> tuple[tuple[str, Any], ...]:
