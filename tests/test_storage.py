@@ -476,6 +476,8 @@ def test_limits_and_types(store: ChainStore) -> None:
         (InvalidArgumentError, {"tx_index": [(b"t", -1)]}),
         (InvalidArgumentError, {"tx_index": [(b"t", MAX_TX_POSITION + 1)]}),
         (InvalidArgumentError, {"tx_index": [(b"t",)]}),
+        (InvalidArgumentError, {"tx_index": {b"t": 0}}),
+        (InvalidArgumentError, {"state_writes": [(b"k", b"v")]}),
         (LimitExceededError, {"tx_index": [(b"t" * (MAX_HASH_BYTES + 1), 0)]}),
     ]
     for exc, override in bad_commits:

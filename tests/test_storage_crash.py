@@ -175,7 +175,9 @@ class Campaign:
             if observer is not None:
                 out, _ = observer.communicate(input="", timeout=30)
                 assert observer.returncode == 0, out
-                assert out.split()[:1] == ["ready"] and "observed" in out, out
+                words = out.split()
+                assert words[:1] == ["observed"], out
+                assert 0 < int(words[1]) <= self.model.height, out
         self.result.head = self.model.height
         self.result.seconds = round(time.monotonic() - start, 2)
         print(f"\nstorage crash campaign (seed {self.seed}): {self.result}")
