@@ -52,7 +52,8 @@ def verify_chain(home: Path, progress: Progress | None = None) -> ChainVerdict:
     genesis = load_genesis(home)
     state = genesis_state(genesis)
     suite = state.suite
-    with ChainStore.open(home / DATA_DIR, readonly=True) as store:
+    # One read snapshot: a consistent view even if a writer commits meanwhile.
+    with ChainStore.open(home / DATA_DIR, readonly=True) as db, db.snapshot() as store:
         head = store.head()
         head_height = 0 if head is None else head[0]
 
