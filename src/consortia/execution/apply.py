@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from consortia import codec
 from consortia.crypto import Suite
-from consortia.execution.context import ExecutionLimitError, TxContext
+from consortia.execution.context import ExecutionLimitError, TxContext, decode_record
 from consortia.execution.errors import (
     BadLastCommitError,
     InvalidBlock,
@@ -37,6 +37,7 @@ from consortia.execution.errors import (
     WrongTransactionsRootError,
     WrongValidatorSetError,
 )
+from consortia.execution.sigcache import SignatureCache
 from consortia.execution.state import ChainState
 from consortia.ledger.merkle import merkle_root
 from consortia.ledger.state_tree import StateTree
@@ -159,15 +160,21 @@ def _load_account(
 ) -> Account | None:
     key = account_key(address)
     raw = writes[key] if key in writes else state.tree.get(key)
-    return None if raw is None else codec.decode_struct(Account, raw)
+    return None if raw is None else decode_record(Account, raw)
 
 
 def check_admission(
-    state: ChainState, writes: dict[bytes, bytes | None], tx: Transaction
+    state: ChainState,
+    writes: dict[bytes, bytes | None],
+    tx: Transaction,
+    *,
+    tx_hash: bytes | None = None,
+    sig_cache: SignatureCache | None = None,
 ) -> Account:
     """Return the sender's account if an honest proposer may include ``tx`` now.
 
     Raises ``ValueError`` with the reason otherwise (wrong chain, unknown sender, nonce, signature).
+    ``sig_cache`` only saves work: the outcome is the same with or without it.
     """
     if tx.chain_id != state.chain_id:
         raise ValueError(f"transaction is for chain {tx.chain_id!r}")
@@ -176,7 +183,12 @@ def check_admission(
         raise ValueError(f"unknown sender {tx.sender.hex()}")
     if tx.nonce != acct.nonce:
         raise ValueError(f"nonce {tx.nonce}, expected {acct.nonce}")
-    if not verify_transaction_signature(state.suite, tx, acct.public_key):
+    if sig_cache is not None:
+        h = tx_hash if tx_hash is not None else tx.hash(state.suite)
+        valid = sig_cache.verify(state.suite, tx, h, acct.public_key)
+    else:
+        valid = verify_transaction_signature(state.suite, tx, acct.public_key)
+    if not valid:
         raise ValueError("signature does not verify with the sender's registered key")
     return acct
 
@@ -203,6 +215,7 @@ def execute_transactions(
     height: int,
     time_ms: int,
     drop_inadmissible: bool = False,
+    sig_cache: SignatureCache | None = None,
 ) -> BlockExecution:
     """Run ``txs`` in order on top of ``state``.
 
@@ -216,8 +229,9 @@ def execute_transactions(
     receipts: list[Receipt] = []
     rejected: list[tuple[Transaction, str]] = []
     for index, tx in enumerate(txs):
+        tx_hash = tx.hash(suite)
         try:
-            sender = check_admission(state, writes, tx)
+            sender = check_admission(state, writes, tx, tx_hash=tx_hash, sig_cache=sig_cache)
         except ValueError as exc:
             if drop_inadmissible:
                 rejected.append((tx, str(exc)))
@@ -232,7 +246,6 @@ def execute_transactions(
             block_writes=writes,
             sender=tx.sender,
         )
-        tx_hash = tx.hash(suite)
         try:
             _run(ctx, tx, sender)
         except TxFailure as failure:
@@ -276,7 +289,9 @@ class AppliedBlock:
     writes: dict[bytes, bytes | None]
 
 
-def apply_block_detailed(state: ChainState, block: Block) -> AppliedBlock:
+def apply_block_detailed(
+    state: ChainState, block: Block, *, sig_cache: SignatureCache | None = None
+) -> AppliedBlock:
     """``apply_block`` that also returns the block's state writes (for the store)."""
     suite = state.suite
     header = block.header
@@ -287,7 +302,7 @@ def apply_block_detailed(state: ChainState, block: Block) -> AppliedBlock:
         "transactions root does not match the transactions",
     )
     execution = execute_transactions(
-        state, block.transactions, height=header.height, time_ms=header.time_ms
+        state, block.transactions, height=header.height, time_ms=header.time_ms, sig_cache=sig_cache
     )
     ensure(
         header.receipts_root == receipts_root(suite, execution.receipts),
@@ -303,13 +318,15 @@ def apply_block_detailed(state: ChainState, block: Block) -> AppliedBlock:
     return AppliedBlock(new_state, execution.receipts, execution.writes)
 
 
-def apply_block(state: ChainState, block: Block) -> tuple[ChainState, tuple[Receipt, ...]]:
+def apply_block(
+    state: ChainState, block: Block, *, sig_cache: SignatureCache | None = None
+) -> tuple[ChainState, tuple[Receipt, ...]]:
     """Validate and execute ``block`` on ``state``.
 
     Returns the new state and the receipts, or raises an ``InvalidBlock`` subclass; ``state``
     itself is never modified. Same ``state`` and ``block`` give the same result on every node.
     """
-    applied = apply_block_detailed(state, block)
+    applied = apply_block_detailed(state, block, sig_cache=sig_cache)
     return applied.state, applied.receipts
 
 
@@ -328,6 +345,7 @@ def propose_block(
     *,
     proposer: bytes,
     last_commit: CommitCertificate | None,
+    sig_cache: SignatureCache | None = None,
 ) -> Proposal:
     """Build the next block from ``candidates`` (inadmissible ones are dropped and reported).
 
@@ -342,7 +360,12 @@ def propose_block(
         else bft_time_ms(state.last_validators, last_commit)
     )
     execution = execute_transactions(
-        state, candidates, height=height, time_ms=time_ms, drop_inadmissible=True
+        state,
+        candidates,
+        height=height,
+        time_ms=time_ms,
+        drop_inadmissible=True,
+        sig_cache=sig_cache,
     )
     tree = state.tree.update(execution.writes)
     header = Header(

@@ -21,6 +21,26 @@ MAX_WRITES_PER_TX = 4096
 MAX_VALUE_BYTES = 256 * 1024
 
 
+_RECORD_MEMO: dict[tuple[type, bytes], Any] = {}
+_RECORD_MEMO_LIMIT = 100_000
+
+
+def decode_record(cls: type[T], raw: bytes) -> T:
+    """Decode a state record, memoized by its bytes.
+
+    Safe because decoding is a pure function of (type, bytes) and records are frozen; it saves
+    re-decoding the same hot records (a broker's account, an organization) for every transaction.
+    """
+    key = (cls, raw)
+    hit = _RECORD_MEMO.get(key)
+    if hit is None:
+        hit = codec.decode_struct(cls, raw)
+        if len(_RECORD_MEMO) >= _RECORD_MEMO_LIMIT:
+            _RECORD_MEMO.clear()  # crude but bounded; a miss only costs a decode
+        _RECORD_MEMO[key] = hit
+    return hit
+
+
 class ExecutionLimitError(Exception):
     """A transaction exceeded a per-transaction execution limit (reported as a TxFailure)."""
 
@@ -80,7 +100,7 @@ class TxContext:
 
     def get_record(self, key: bytes, cls: type[T]) -> T | None:
         raw = self.get(key)
-        return None if raw is None else codec.decode_struct(cls, raw)
+        return None if raw is None else decode_record(cls, raw)
 
     def put_record(self, key: bytes, record: Any) -> None:
         self.put(key, codec.encode_struct(record))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from consortia import codec
@@ -84,18 +85,28 @@ class Transaction:
         if len(self.signature) > 128:
             raise WireFormatError("signature longer than 128 bytes")
 
-    def signing_bytes(self) -> bytes:
-        """The bytes the signature covers: the canonical transaction without its signature."""
+    # Encodings are memoized on the (immutable) instance: a transaction is encoded for its id,
+    # its signature check, the transactions root and the store, and should be encoded once.
+    @cached_property
+    def _signing_bytes(self) -> bytes:
         body = codec.to_cbor(self)
         del body["signature"]
         return codec.encode(body)
 
-    def encode(self) -> bytes:
+    @cached_property
+    def _encoding(self) -> bytes:
         return codec.encode_struct(self)
+
+    def signing_bytes(self) -> bytes:
+        """The bytes the signature covers: the canonical transaction without its signature."""
+        return self._signing_bytes
+
+    def encode(self) -> bytes:
+        return self._encoding
 
     def hash(self, suite: Suite) -> bytes:
         """Transaction id: the suite hash of the full canonical encoding (signature included)."""
-        return suite.hash(self.encode())
+        return suite.hash(self._encoding)
 
 
 def sign_transaction(

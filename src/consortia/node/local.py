@@ -24,6 +24,7 @@ from consortia import codec
 from consortia.crypto import KeyPair, Suite, decrypt_key_file, get_suite
 from consortia.execution.apply import apply_block_detailed, check_admission, propose_block
 from consortia.execution.genesis import Genesis, genesis_from_json, genesis_state
+from consortia.execution.sigcache import SignatureCache
 from consortia.execution.state import ChainState, validators_key
 from consortia.ledger.state_tree import StateTree
 from consortia.ledger.types import (
@@ -148,6 +149,7 @@ class LocalChain:
             raise NodeError("the local validator keys hold no quorum of the validator set")
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._last_cert: CommitCertificate | None = None
+        self.sig_cache = SignatureCache()
         head = self.store.head()
         if head is not None:
             raw_cert = self.store.certificate(head[0])
@@ -172,7 +174,7 @@ class LocalChain:
         problems = []
         for tx in txs:
             try:
-                check_admission(self.state, {}, tx)
+                check_admission(self.state, {}, tx, sig_cache=self.sig_cache)
             except ValueError as exc:
                 problems.append((tx, str(exc)))
         return problems
@@ -213,7 +215,7 @@ class LocalChain:
             self.state, txs, proposer=proposer.address, last_commit=self._last_cert
         )
         # Validate the proposal exactly as a peer would before signing it.
-        applied = apply_block_detailed(self.state, proposal.block)
+        applied = apply_block_detailed(self.state, proposal.block, sig_cache=self.sig_cache)
         assert applied.state.state_root == proposal.state.state_root
         cert = self._certify(proposal.block)
         suite = self.suite
