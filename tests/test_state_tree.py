@@ -352,6 +352,21 @@ def test_verify_rejections_say_what_is_wrong() -> None:
             verify_state_proof(sha256, sha256(b"another root"), proof)
 
 
+def test_membership_cannot_be_recast_as_absence_or_moved() -> None:
+    root, member, at_empty, at_leaf = _valid_proofs()
+    assert member.value is not None and at_leaf.other_path is not None
+    # The key's own leaf offered as "another leaf" would hash exactly right: it must be refused.
+    recast = StateProof(member.key, None, member.siblings, sha256(member.key), sha256(member.value))
+    with pytest.raises(InvalidStateProofError, match="own path"):
+        verify_state_proof(sha256, root, recast)
+    # The other leaf of an absence proof claimed as the key's own value: wrong path in the hash.
+    with pytest.raises(InvalidStateProofError, match="root mismatch"):
+        verify_state_proof(sha256, root, StateProof(at_leaf.key, b"", at_leaf.siblings))
+    # An empty-subtree absence proof does not prove absence of keys elsewhere in the tree.
+    with pytest.raises(InvalidStateProofError):
+        verify_state_proof(sha256, root, dataclasses.replace(at_empty, key=member.key))
+
+
 def test_proof_shape_is_checked_on_construction() -> None:
     h32 = bytes(range(32))
     bad: list[Callable[[], object]] = [
