@@ -34,9 +34,12 @@ class GenesisError(ValueError):
 
 @dataclass(frozen=True)
 class GenesisOrg:
+    """A member organization; ``ca_pem`` is its X.509 CA for node TLS ("" if it runs no node)."""
+
     org_id: str
     name: str
     kind: str
+    ca_pem: str = ""
 
 
 @dataclass(frozen=True)
