@@ -1,0 +1,183 @@
+"""`consortia init --validators N`: everything a local multi-process network needs, on disk.
+
+Layout (one directory per node, so each node process reads only its own)::
+
+    DIR/genesis.json                   shared genesis (organizations with their CA certificates)
+    DIR/accounts/NAME.key              member account keys (encrypted), for clients and the demo
+    DIR/orgs/ORG/ca.pem, ca.key        each organization's node CA (the key encrypted)
+    DIR/NODE/config.json               name, organization, role, ports, peers
+    DIR/NODE/genesis.json              a copy of the shared genesis
+    DIR/NODE/validator.key             the node's consensus key (validators only, encrypted)
+    DIR/NODE/tls/cert.pem, key.pem     the node's TLS certificate from its organization's CA
+    DIR/NODE/data/                     the chain store (created by the node)
+
+Validators are spread over the market institutions (exchange, brokers, bank, then extra member
+firms); observers are run by the regulator, which follows every block and never votes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from consortia.crypto import encrypt_key_file, get_suite
+from consortia.execution.genesis import (
+    Genesis,
+    GenesisAccount,
+    GenesisOrg,
+    GenesisValidator,
+    validate_genesis,
+)
+from consortia.net import pki
+from consortia.node.home import (
+    DEFAULT_ACCOUNTS,
+    DEFAULT_GENESIS_TIME_MS,
+    DEFAULT_ORGS,
+    key_password,
+)
+from consortia.node.local import ACCOUNTS_DIR, GENESIS_FILE, NodeError
+
+CONFIG_FILE = "config.json"
+VALIDATOR_KEY_FILE = "validator.key"
+TLS_DIR = "tls"
+ORGS_DIR = "orgs"
+VALIDATOR_ORGS = ("exchange", "broker-a", "broker-b", "bank-ccb")
+OBSERVER_ORG = "csrc"
+DEFAULT_BASE_PORT = 26_600
+MAX_NODES = 64
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    name: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """One node's settings (``DIR/NODE/config.json``)."""
+
+    node_name: str
+    org_id: str
+    role: str  # "validator" | "observer"
+    host: str
+    p2p_port: int
+    client_port: int
+    peers: tuple[PeerConfig, ...]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def load(cls, node_home: Path) -> NodeConfig:
+        path = node_home / CONFIG_FILE
+        try:
+            raw = json.loads(path.read_text())
+            peers = tuple(PeerConfig(**p) for p in raw.pop("peers"))
+            return cls(peers=peers, **raw)
+        except FileNotFoundError as exc:
+            raise NodeError(
+                f"{path} not found: is {node_home} a node home from `consortia init`?"
+            ) from exc
+        except (ValueError, TypeError, KeyError) as exc:
+            raise NodeError(f"{path} is malformed: {exc}") from exc
+
+
+def _validator_org(i: int) -> str:
+    return VALIDATOR_ORGS[i] if i < len(VALIDATOR_ORGS) else f"member-{i + 1}"
+
+
+def init_network(
+    home: Path,
+    *,
+    validators: int = 4,
+    observers: int = 0,
+    suite_name: str = "intl",
+    chain_id: str = "consortia-local",
+    base_port: int = DEFAULT_BASE_PORT,
+    password: str | None = None,
+    scrypt_n: int = 1 << 15,
+) -> Genesis:
+    """Create a local network of ``validators`` + ``observers`` nodes under ``home``."""
+    if not 1 <= validators <= MAX_NODES or not 0 <= observers <= MAX_NODES:
+        raise NodeError(f"between 1 and {MAX_NODES} validators and at most {MAX_NODES} observers")
+    if (home / GENESIS_FILE).exists():
+        raise NodeError(f"{home / GENESIS_FILE} already exists; choose another --home")
+    suite = get_suite(suite_name)
+    password = password if password is not None else key_password()
+    home.mkdir(parents=True, exist_ok=True)
+
+    nodes = [(f"validator-{i}", _validator_org(i), "validator") for i in range(validators)]
+    nodes += [(f"observer-{i}", OBSERVER_ORG, "observer") for i in range(observers)]
+
+    orgs = list(DEFAULT_ORGS)
+    known = {o.org_id for o in orgs}
+    for _, org_id, _ in nodes:
+        if org_id not in known:
+            orgs.append(GenesisOrg(org_id, f"Member firm {org_id}", "broker"))
+            known.add(org_id)
+    cas: dict[str, pki.OrgCA] = {}
+    for org in orgs:
+        ca = pki.create_org_ca(org.org_id)
+        cas[org.org_id] = ca
+        org_dir = home / ORGS_DIR / org.org_id
+        org_dir.mkdir(parents=True, exist_ok=True)
+        pki.write_pem(org_dir / "ca.pem", pki.cert_to_pem(ca.cert))
+        pki.write_pem(org_dir / "ca.key", pki.key_to_pem(ca.key, password.encode()), private=True)
+    orgs = [
+        GenesisOrg(o.org_id, o.name, o.kind, pki.cert_to_pem(cas[o.org_id].cert).decode("ascii"))
+        for o in orgs
+    ]
+
+    (home / ACCOUNTS_DIR).mkdir(exist_ok=True)
+    accounts = []
+    for spec in DEFAULT_ACCOUNTS:
+        kp = suite.generate_keypair()
+        path = home / ACCOUNTS_DIR / f"{spec.name}.key"
+        path.write_bytes(encrypt_key_file(kp, password, scrypt_n=scrypt_n))
+        path.chmod(0o600)
+        accounts.append(GenesisAccount(spec.name, kp.public_key, spec.org_id, spec.roles))
+
+    genesis_validators = []
+    ports = {name: base_port + 2 * i for i, (name, _, _) in enumerate(nodes)}
+    for name, org_id, role in nodes:
+        node_dir = home / name
+        (node_dir / TLS_DIR).mkdir(parents=True, exist_ok=True)
+        creds = pki.issue_node_certificate(cas[org_id], chain_id=chain_id, node_name=name)
+        pki.write_pem(node_dir / TLS_DIR / "cert.pem", pki.cert_to_pem(creds.cert))
+        pki.write_pem(node_dir / TLS_DIR / "key.pem", pki.key_to_pem(creds.key), private=True)
+        if role == "validator":
+            kp = suite.generate_keypair()
+            path = node_dir / VALIDATOR_KEY_FILE
+            path.write_bytes(encrypt_key_file(kp, password, scrypt_n=scrypt_n))
+            path.chmod(0o600)
+            genesis_validators.append(GenesisValidator(name, kp.public_key, 10))
+        config = NodeConfig(
+            node_name=name,
+            org_id=org_id,
+            role=role,
+            host="127.0.0.1",
+            p2p_port=ports[name],
+            client_port=ports[name] + 1,
+            peers=tuple(PeerConfig(p, "127.0.0.1", ports[p]) for p, _, _ in nodes if p != name),
+        )
+        (node_dir / CONFIG_FILE).write_text(config.to_json())
+
+    genesis = Genesis(
+        chain_id=chain_id,
+        suite=suite_name,
+        tier="business",
+        genesis_time_ms=DEFAULT_GENESIS_TIME_MS,
+        orgs=tuple(orgs),
+        accounts=tuple(accounts),
+        validators=tuple(genesis_validators),
+        params={},
+    )
+    validate_genesis(genesis)
+    text = genesis.to_json()
+    (home / GENESIS_FILE).write_text(text)
+    for name, _, _ in nodes:
+        (home / name / GENESIS_FILE).write_text(text)
+    return genesis
