@@ -237,7 +237,7 @@ def _inclusion_proof_length(index: int, size: int) -> int:
 
 
 # Positional parameters in RFC 9162's order, so call sites read like the specification.
-def verify_inclusion(  # noqa: PLR0917
+def verify_inclusion(
     h: HashFn, leaf_data: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
 ) -> None:
     """Check that leaf ``index`` of the tree of ``size`` leaves with root ``root`` holds
@@ -245,7 +245,7 @@ def verify_inclusion(  # noqa: PLR0917
     verify_inclusion_hash(h, h(_LEAF_PREFIX + leaf_data), index, size, proof, root)
 
 
-def verify_inclusion_hash(  # noqa: PLR0917
+def verify_inclusion_hash(
     h: HashFn, leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
 ) -> None:
     """As ``verify_inclusion``, given the leaf hash instead of the leaf data.
@@ -297,7 +297,7 @@ def _consistency_proof_length(size1: int, size2: int) -> int:
     return seed + (inner - shift) + border
 
 
-def verify_consistency(  # noqa: PLR0917
+def verify_consistency(
     h: HashFn, size1: int, size2: int, root1: bytes, root2: bytes, proof: Sequence[bytes]
 ) -> None:
     """Check that the tree of ``size1`` leaves with root ``root1`` is a prefix of the tree of
