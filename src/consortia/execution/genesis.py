@@ -8,6 +8,7 @@ reports the first problem in plain words.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,8 @@ from consortia.modules.registry import (
 )
 
 TIERS = ("business", "supervision")
+# Chain ids also appear in node certificate URIs and file names: keep them to a safe alphabet.
+CHAIN_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class GenesisError(ValueError):
@@ -130,6 +133,8 @@ def validate_genesis(g: Genesis) -> None:
         suite = get_suite(g.suite)
     except CryptoError as exc:
         raise GenesisError(str(exc)) from exc
+    if not CHAIN_ID_RE.fullmatch(g.chain_id):
+        raise GenesisError("chain_id must be 1..64 characters of A-Z a-z 0-9 . _ -")
     if g.tier not in TIERS:
         raise GenesisError(f"tier must be one of {TIERS}")
     if not g.validators:
@@ -155,6 +160,8 @@ def validate_genesis(g: Genesis) -> None:
         if bad:
             raise GenesisError(f"account {a.name}: unknown roles {sorted(bad)}")
     vaddrs: set[bytes] = set()
+    if len({v.name for v in g.validators}) != len(g.validators):
+        raise GenesisError("validator names must be unique")
     for v in g.validators:
         try:
             vaddr = suite.address(v.public_key)
