@@ -6,45 +6,58 @@ from pathlib import Path
 
 import pytest
 
-from consortia.node.signer import DoubleSignError, DoubleSignGuard, SignerStateError, SignStep
+from consortia.node.signer import (
+    DoubleSignError,
+    DoubleSignGuard,
+    Lock,
+    SignerStateError,
+    SignStep,
+)
 
 
-def _sig(tag: str):  # type: ignore[no-untyped-def]
-    calls: list[bytes] = []
+class _Signer:
+    def __init__(self) -> None:
+        self.calls = 0
 
-    def make(data: bytes) -> bytes:
-        calls.append(data)
-        return f"{tag}:{data.hex()}".encode()
+    def message(self, text: bytes):  # type: ignore[no-untyped-def]
+        def make() -> bytes:
+            self.calls += 1
+            return b"signed:" + text
 
-    return make, calls
+        return make
 
 
 def test_conflicts_refused_and_state_survives_restart(tmp_path: Path) -> None:
     path = tmp_path / "signer.state"
     guard = DoubleSignGuard(path)
-    make, calls = _sig("a")
-    rec = guard.sign(5, 0, SignStep.PREVOTE, b"\x01" * 32, b"vote-1", make)
-    assert rec.signature == b"a:" + b"vote-1".hex().encode()
-    # Same step, same block: the stored record again, nothing newly signed.
-    again = guard.sign(5, 0, SignStep.PREVOTE, b"\x01" * 32, b"vote-1-later-time", make)
-    assert again == rec and len(calls) == 1
-    # Same step, another block: equivocation.
+    s = _Signer()
+    msg = guard.sign(5, 0, SignStep.PREVOTE, b"\x01" * 32, s.message(b"vote-1"))
+    assert msg == b"signed:vote-1"
+    # Same step, same block: the stored message again, nothing newly signed.
+    assert guard.sign(5, 0, SignStep.PREVOTE, b"\x01" * 32, s.message(b"later")) == msg
+    assert s.calls == 1
+    # Same step, another block (or nil): equivocation.
     with pytest.raises(DoubleSignError, match="different value"):
-        guard.sign(5, 0, SignStep.PREVOTE, b"\x02" * 32, b"vote-2", make)
+        guard.sign(5, 0, SignStep.PREVOTE, b"\x02" * 32, s.message(b"vote-2"))
     with pytest.raises(DoubleSignError, match="different value"):
-        guard.sign(5, 0, SignStep.PREVOTE, b"", b"nil", make)
+        guard.sign(5, 0, SignStep.PREVOTE, b"", s.message(b"nil"))
     # A restarted validator remembers.
     restarted = DoubleSignGuard(path)
-    assert restarted.last == rec
+    assert restarted.last == guard.last
     with pytest.raises(DoubleSignError):
-        restarted.sign(5, 0, SignStep.PREVOTE, b"\x02" * 32, b"vote-2", make)
+        restarted.sign(5, 0, SignStep.PREVOTE, b"\x02" * 32, s.message(b"vote-2"))
     with pytest.raises(DoubleSignError, match="go back"):
-        restarted.sign(4, 9, SignStep.PRECOMMIT, b"\x02" * 32, b"old", make)
+        restarted.sign(4, 9, SignStep.PRECOMMIT, b"\x02" * 32, s.message(b"old"))
     with pytest.raises(DoubleSignError, match="go back"):
-        restarted.sign(5, 0, SignStep.PROPOSAL, b"\x02" * 32, b"old", make)
-    # Moving forward is fine.
-    nxt = restarted.sign(5, 0, SignStep.PRECOMMIT, b"\x01" * 32, b"pc", make)
-    assert DoubleSignGuard(path).last == nxt
+        restarted.sign(5, 0, SignStep.PROPOSAL, b"\x02" * 32, s.message(b"old"))
+    assert s.calls == 1
+    # Moving forward is fine; the lock of a precommit is persisted with it and kept.
+    lock = Lock(5, 0, b"\x01" * 32, b"block", (b"v1", b"v2"))
+    restarted.sign(5, 0, SignStep.PRECOMMIT, b"\x01" * 32, s.message(b"pc"), lock=lock)
+    restarted.sign(5, 1, SignStep.PREVOTE, b"", s.message(b"pv-nil"))
+    again = DoubleSignGuard(path)
+    assert again.lock_at(5) == lock and again.lock_at(6) is None
+    assert again.last is not None and again.last.hrs() == (5, 1, int(SignStep.PREVOTE))
 
 
 def test_corrupt_state_refuses_to_sign(tmp_path: Path) -> None:

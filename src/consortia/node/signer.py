@@ -1,13 +1,15 @@
 """Double-sign protection: a validator never signs two different messages for one height/round/step.
 
-Before a signature leaves the node, the signed height/round/step, the block hash and the signature
-itself are written to disk (temp file, fsync, atomic rename, fsync of the directory). A restarted
-validator loads that record and
+Before a signed proposal or vote leaves the node, its height/round/step, block hash, the signed
+message itself and — for a non-nil precommit — the validator's lock (round, block, and the polka
+that justified it) are written to disk (temp file, fsync, atomic rename, fsync of the directory).
+A restarted validator loads that record and
 
 - refuses anything at a lower (height, round, step) — it has moved past it;
-- at the same (height, round, step) re-issues the stored signature only for the same block hash,
+- at the same (height, round, step) re-issues the stored message only for the same block hash,
   and refuses a different one (that would be equivocation);
-- signs anything higher, recording it first.
+- signs anything higher, recording it first;
+- resumes consensus with its lock, so it cannot prevote against its own precommit.
 
 So even a crash between "signed" and "sent" cannot lead to two conflicting signatures.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from consortia import codec
@@ -40,13 +42,24 @@ class SignerStateError(Exception):
 
 
 @dataclass(frozen=True)
+class Lock:
+    """The last non-nil precommit of a height: round, block (encoded) and its polka (votes)."""
+
+    height: int
+    round: int
+    block_hash: bytes
+    block: bytes
+    polka: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
 class LastSigned:
     height: int
     round: int
     step: int
     block_hash: bytes
-    signed_bytes: bytes  # exactly what was signed (a vote's bytes include its timestamp)
-    signature: bytes
+    message: bytes  # the full signed message as sent (vote, or proposal with its block)
+    lock: Lock | None
 
     def hrs(self) -> tuple[int, int, int]:
         return (self.height, self.round, self.step)
@@ -64,22 +77,28 @@ class DoubleSignGuard:
             except (OSError, codec.CodecError) as exc:
                 raise SignerStateError(f"cannot read signer state {path}: {exc}") from exc
 
+    def lock_at(self, height: int) -> Lock | None:
+        last = self.last
+        if last is None or last.lock is None or last.lock.height != height:
+            return None
+        return last.lock
+
     def sign(
         self,
         height: int,
         round_: int,
         step: SignStep,
         block_hash: bytes,
-        signed_bytes: bytes,
-        make_signature: Callable[[bytes], bytes],
-    ) -> LastSigned:
-        """Sign ``signed_bytes`` for (height, round, step, block_hash), persisted before return.
+        make_message: Callable[[], bytes],
+        *,
+        lock: Lock | None = None,
+    ) -> bytes:
+        """Return the signed message for (height, round, step, block_hash), persisted first.
 
-        ``make_signature`` computes the actual signature; it is only called when signing is safe.
-        A repeated request for the same block at the same step returns the record signed before
-        (its ``signed_bytes`` may differ from the new request's, e.g. in a vote timestamp: the
-        caller must then send the stored message). Raises ``DoubleSignError`` for a conflicting
-        or regressing request.
+        ``make_message`` signs and encodes the message; it runs only when signing is safe. A
+        repeated request for the same block at the same step returns the message signed before
+        (the caller re-sends it as is). ``lock`` (a non-nil precommit's) is persisted with it.
+        Raises ``DoubleSignError`` for a conflicting or regressing request.
         """
         hrs = (height, round_, int(step))
         last = self.last
@@ -94,12 +113,18 @@ class DoubleSignGuard:
                     raise DoubleSignError(
                         f"refusing to sign a second, different value at {hrs} ({new} vs {old})"
                     )
-                return last
-        signature = make_signature(signed_bytes)
-        record = LastSigned(height, round_, int(step), block_hash, signed_bytes, signature)
+                return last.message
+        message = make_message()
+        kept_lock = lock if lock is not None else (last.lock if last is not None else None)
+        record = LastSigned(height, round_, int(step), block_hash, message, kept_lock)
         self._persist(record)
         self.last = record
-        return record
+        return message
+
+    def forget_lock_below(self, height: int) -> None:
+        """Locks of decided heights are irrelevant (kept in memory only until the next write)."""
+        if self.last is not None and self.last.lock is not None and self.last.lock.height < height:
+            self.last = replace(self.last, lock=None)
 
     def _persist(self, record: LastSigned) -> None:
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
