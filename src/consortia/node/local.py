@@ -22,7 +22,12 @@ from pathlib import Path
 
 from consortia import codec
 from consortia.crypto import KeyPair, Suite, decrypt_key_file, get_suite
-from consortia.execution.apply import apply_block_detailed, check_admission, propose_block
+from consortia.execution.apply import (
+    AppliedBlock,
+    apply_block_detailed,
+    check_admission,
+    propose_block,
+)
 from consortia.execution.genesis import Genesis, genesis_from_json, genesis_state
 from consortia.execution.sigcache import SignatureCache
 from consortia.execution.state import ChainState, validators_key
@@ -116,6 +121,33 @@ def restore_state(genesis: Genesis, store: ChainStore) -> ChainState:
         last_validators=vset,
         validators=vset,
         next_validators=vset,
+    )
+
+
+def store_block(
+    store: ChainStore,
+    prev: ChainState,
+    block: Block,
+    cert: CommitCertificate,
+    applied: AppliedBlock,
+) -> None:
+    """Write a committed block with its certificate, receipts, state writes and tx index in one
+    atomic commit. The store holds the full state, so genesis state lands with block 1."""
+    suite = prev.suite
+    writes: dict[bytes, bytes | None] = {}
+    if block.header.height == 1:
+        writes.update(prev.tree.items())
+    writes.update(applied.writes)
+    store.commit_block(
+        BlockCommit(
+            height=block.header.height,
+            block_hash=cert.block_hash,
+            block=block.encode(),
+            certificate=cert.encode(),
+            receipts=codec.encode_struct(ReceiptList(applied.receipts)),
+            state_writes=writes,
+            tx_index=[(tx.hash(suite), i) for i, tx in enumerate(block.transactions)],
+        )
     )
 
 
@@ -218,23 +250,7 @@ class LocalChain:
         applied = apply_block_detailed(self.state, proposal.block, sig_cache=self.sig_cache)
         assert applied.state.state_root == proposal.state.state_root
         cert = self._certify(proposal.block)
-        suite = self.suite
-        writes: dict[bytes, bytes | None] = {}
-        if proposal.block.header.height == 1:
-            # The store holds the full state: genesis state lands atomically with block 1.
-            writes.update(self.state.tree.items())
-        writes.update(applied.writes)
-        self.store.commit_block(
-            BlockCommit(
-                height=proposal.block.header.height,
-                block_hash=cert.block_hash,
-                block=proposal.block.encode(),
-                certificate=cert.encode(),
-                receipts=codec.encode_struct(ReceiptList(applied.receipts)),
-                state_writes=writes,
-                tx_index=[(tx.hash(suite), i) for i, tx in enumerate(proposal.block.transactions)],
-            )
-        )
+        store_block(self.store, self.state, proposal.block, cert, applied)
         self.state = applied.state
         self._last_cert = cert
         return CommittedBlock(proposal.block, cert, applied.receipts, proposal.rejected)
