@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -17,8 +20,11 @@ from consortia.crypto import CryptoError
 from consortia.execution.genesis import GenesisError
 from consortia.ledger.types import decode_block
 from consortia.node.demo import run_demo
-from consortia.node.home import init_home
+from consortia.node.home import init_home, key_password
 from consortia.node.local import DATA_DIR, NodeError
+from consortia.node.network_home import init_network
+from consortia.node.service import Node
+from consortia.node.supervisor import network_status, supervise
 from consortia.node.verify import verify_chain
 from consortia.storage import ChainStore, StorageError
 
@@ -57,15 +63,78 @@ def init(
     suite: str = typer.Option(
         "intl", help="Crypto suite: intl (Ed25519/SHA-256) or gm (SM2/SM3/SM4)."
     ),
-    chain_id: str = typer.Option("consortia-demo", help="Chain id (1..64 printable ASCII)."),
+    chain_id: str = typer.Option("consortia-local", help="Chain id (1..64 of A-Z a-z 0-9 . _ -)."),
+    validators: int = typer.Option(
+        0, min=0, max=64, help="Validators of a local network (0: a single-process home instead)."
+    ),
+    observers: int = typer.Option(0, min=0, max=64, help="Observer nodes (run by the regulator)."),
+    base_port: int = typer.Option(26600, min=1024, max=65000, help="First TCP port to use."),
 ) -> None:
-    """Create a node home: validator and member keys (encrypted) and a genesis document.
+    """Create a home: organizations, CAs, node and account keys, certificates, genesis, configs.
 
-    Key files are encrypted with the password in CONSORTIA_KEY_PASSWORD (a demo password if unset).
+    With --validators N it lays out a local network (one directory per node, started by
+    `consortia up`); without, a single-process home (used by `consortia demo`). Key files are
+    encrypted with the password in CONSORTIA_KEY_PASSWORD (a demo password if unset).
     """
-    genesis = init_home(home, suite_name=suite, chain_id=chain_id)
+    if validators == 0:
+        genesis = init_home(home, suite_name=suite, chain_id=chain_id)
+    else:
+        genesis = init_network(
+            home,
+            validators=validators,
+            observers=observers,
+            suite_name=suite,
+            chain_id=chain_id,
+            base_port=base_port,
+        )
     console.print(f"initialised [bold]{home}[/] — chain {genesis.chain_id}, suite {genesis.suite}")
     console.print(f"genesis hash {genesis.hash().hex()}")
+
+
+node_app = typer.Typer(help="Run one node.", no_args_is_help=True)
+app.add_typer(node_app, name="node")
+
+
+@node_app.command("start")
+def node_start(
+    home: Path = HomeOption,
+    log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR."),
+) -> None:
+    """Start the node in HOME (a node directory made by `consortia init --validators N`).
+
+    Runs until SIGINT/SIGTERM; then closes peers, clients and the store cleanly.
+    """
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    node = Node(home, password=key_password())
+
+    async def main_async() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, node.stop)
+        await node.run()
+
+    asyncio.run(main_async())
+
+
+@app.command()
+def up(
+    home: Path = HomeOption,
+    restart: bool = typer.Option(True, help="Restart a node that dies."),
+) -> None:
+    """Start every node of a local network as its own process and supervise them.
+
+    Logs go to HOME/NODE/node.log; Ctrl-C stops them all cleanly.
+    """
+    raise typer.Exit(supervise(home, say=console.print, restart=restart))
+
+
+@app.command()
+def status(home: Path = HomeOption) -> None:
+    """Print, as JSON, each node's height, last block hash and connected peers."""
+    console.print_json(json.dumps(network_status(home)))
 
 
 @app.command()

@@ -1,0 +1,5 @@
+"""``python -m consortia`` = the ``consortia`` command."""
+
+from consortia.cli import main
+
+main()

@@ -1,0 +1,128 @@
+"""`consortia up`: run every node of a local network as its own process, and `consortia status`.
+
+Each node runs as ``python -m consortia node start --home DIR/NODE`` with its output in
+``DIR/NODE/node.log``. A node that dies is restarted after a short pause (so a crash test can kill
+one and see it catch up); Ctrl-C (or SIGTERM) stops them all: SIGTERM first, SIGKILL for any that
+has not exited within the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from consortia.node.client import NodeUnreachableError, request
+from consortia.node.local import NodeError
+from consortia.node.network_home import CONFIG_FILE, NodeConfig
+
+LOG_FILE = "node.log"
+RESTART_DELAY_S = 1.0
+STOP_GRACE_S = 10.0
+
+
+def node_homes(home: Path) -> list[Path]:
+    """The node directories of a network home, in name order."""
+    homes = (
+        sorted(p for p in home.iterdir() if (p / CONFIG_FILE).is_file()) if home.is_dir() else []
+    )
+    if not homes:
+        raise NodeError(f"no node directories under {home}: run `consortia init --home {home}`")
+    return homes
+
+
+@dataclass
+class _Child:
+    home: Path
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    log: Any = field(default=None)
+
+
+def _spawn(child: _Child) -> None:
+    child.log = open(child.home / LOG_FILE, "ab")  # noqa: SIM115 - owned by the child record
+    child.proc = subprocess.Popen(
+        [sys.executable, "-m", "consortia", "node", "start", "--home", str(child.home)],
+        stdout=child.log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def supervise(home: Path, *, say: Callable[[str], None] = print, restart: bool = True) -> int:
+    """Start all nodes of ``home`` and keep them running until interrupted; returns exit code."""
+    children = [_Child(h) for h in node_homes(home)]
+    stopping = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    old_int = signal.signal(signal.SIGINT, request_stop)
+    old_term = signal.signal(signal.SIGTERM, request_stop)
+    try:
+        for child in children:
+            _spawn(child)
+            say(f"started {child.home.name} (pid {child.proc.pid if child.proc else '?'})")
+        say(f"{len(children)} nodes running; logs in {home}/*/{LOG_FILE}; Ctrl-C stops them all")
+        while not stopping:
+            time.sleep(0.2)
+            for child in children:
+                if child.proc is not None and child.proc.poll() is not None and not stopping:
+                    say(f"{child.home.name} exited with {child.proc.returncode}")
+                    child.log.close()
+                    if restart:
+                        time.sleep(RESTART_DELAY_S)
+                        child.restarts += 1
+                        _spawn(child)
+                        say(f"restarted {child.home.name} (restart {child.restarts})")
+                    else:
+                        child.proc = None
+    finally:
+        say("stopping all nodes ...")
+        for child in children:
+            if child.proc is not None and child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for child in children:
+            if child.proc is None:
+                continue
+            try:
+                child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+                child.proc.wait()
+            if child.log is not None:
+                child.log.close()
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+        say("all nodes stopped")
+    return 0
+
+
+async def _status_of(node_home: Path, timeout_s: float) -> dict[str, Any]:
+    config = NodeConfig.load(node_home)
+    try:
+        reply = await request(config.host, config.client_port, "status", timeout_s=timeout_s)
+    except (NodeUnreachableError, OSError) as exc:
+        return {"node": config.node_name, "ok": False, "error": str(exc)}
+    reply.pop("ok", None)
+    return {"ok": True, **reply}
+
+
+def network_status(home: Path, *, timeout_s: float = 3.0) -> list[dict[str, Any]]:
+    """Ask every node of ``home`` (or the single node ``home``) for its status."""
+    homes = [home] if (home / CONFIG_FILE).is_file() else node_homes(home)
+
+    async def gather() -> list[dict[str, Any]]:
+        return list(await asyncio.gather(*(_status_of(h, timeout_s) for h in homes)))
+
+    return asyncio.run(gather())
