@@ -1,0 +1,124 @@
+"""Test harness: a real local network of node processes on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from consortia.node.client import NodeUnreachableError, call
+from consortia.node.network_home import NodeConfig, init_network
+
+PASSWORD = "net-test"
+
+
+def _ports_free(base: int, count: int) -> bool:
+    for port in range(base, base + count):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def free_base_port(count: int) -> int:
+    start = 20_000 + (os.getpid() * 37) % 20_000
+    for base in range(start, 60_000, count + 10):
+        if _ports_free(base, count):
+            return base
+    raise RuntimeError("no free port range")
+
+
+class LocalNet:
+    """Nodes as separate OS processes; the test kills and restarts them at will."""
+
+    def __init__(
+        self, home: Path, *, validators: int = 4, observers: int = 0, suite: str = "intl"
+    ) -> None:
+        self.home = home
+        n = validators + observers
+        init_network(
+            home,
+            validators=validators,
+            observers=observers,
+            suite_name=suite,
+            base_port=free_base_port(2 * n),
+            password=PASSWORD,
+            scrypt_n=1 << 10,
+        )
+        self.names = [f"validator-{i}" for i in range(validators)] + [
+            f"observer-{i}" for i in range(observers)
+        ]
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.configs = {name: NodeConfig.load(home / name) for name in self.names}
+
+    def start(self, name: str) -> None:
+        log = open(self.home / name / "node.log", "ab")  # noqa: SIM115 - closed by the child
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "consortia", "node", "start", "--home", str(self.home / name)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "CONSORTIA_KEY_PASSWORD": PASSWORD, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+
+    def start_all(self) -> None:
+        for name in self.names:
+            self.start(name)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(sig)
+        proc.wait(timeout=15)
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            proc = self.procs.pop(name)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def status(self, name: str) -> dict[str, Any] | None:
+        cfg = self.configs[name]
+        try:
+            return call(cfg.host, cfg.client_port, "status", timeout_s=3)
+        except (NodeUnreachableError, OSError):
+            return None
+
+    def request(
+        self, name: str, kind: str, body: dict[str, Any], timeout_s: float = 30
+    ) -> dict[str, Any]:
+        cfg = self.configs[name]
+        return call(cfg.host, cfg.client_port, kind, body, timeout_s=timeout_s)
+
+    def heights(self, names: list[str] | None = None) -> dict[str, int]:
+        out = {}
+        for name in names or list(self.procs):
+            st = self.status(name)
+            out[name] = -1 if st is None else int(st["height"])
+        return out
+
+    def wait_for(self, names: list[str], height: int, timeout_s: float = 60) -> dict[str, int]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            hs = self.heights(names)
+            if all(h >= height for h in hs.values()):
+                return hs
+            if time.monotonic() > deadline:
+                logs = {n: (self.home / n / "node.log").read_text()[-2000:] for n in names}
+                raise AssertionError(f"heights {hs} did not reach {height}; logs: {logs}")
+            time.sleep(0.3)
+
+    def block(self, name: str, height: int) -> dict[str, Any]:
+        return self.request(name, "block.get", {"height": height}, timeout_s=5)
