@@ -38,7 +38,7 @@ from consortia.execution.errors import (
     WrongValidatorSetError,
 )
 from consortia.execution.sigcache import SignatureCache
-from consortia.execution.state import ChainState
+from consortia.execution.state import VSET_CURRENT, VSET_LAST, VSET_NEXT, VSET_PENDING, ChainState
 from consortia.ledger.merkle import merkle_root
 from consortia.ledger.state_tree import StateTree
 from consortia.ledger.types import (
@@ -50,6 +50,7 @@ from consortia.ledger.types import (
     Receipt,
     Transaction,
     TxStatus,
+    ValidatorSet,
     bft_time_ms,
     verify_commit,
     verify_transaction_signature,
@@ -264,20 +265,55 @@ def execute_transactions(
     return BlockExecution(tuple(included), tuple(receipts), writes, tuple(rejected))
 
 
-def _advance(state: ChainState, header: Header, tree: StateTree) -> ChainState:
+def _rotate_validator_sets(
+    state: ChainState, writes: dict[bytes, bytes | None]
+) -> tuple[ValidatorSet, ValidatorSet, ValidatorSet]:
+    """Shift the validator sets by one height and adopt a governance change made in this block.
+
+    A change decided in block H (written to VSET_PENDING) decides block H + 2: the sets of H + 1
+    were fixed by block H's header already. Writes the shifted sets into ``writes`` (only those
+    that changed) so the state root covers them; the pending key itself never reaches the tree.
+    """
+    last, current = state.validators, state.next_validators
+    pending_raw = writes.pop(VSET_PENDING, None)
+    nxt = state.next_validators
+    if pending_raw is not None:
+        nxt = codec.decode_struct(ValidatorSet, pending_raw)
+    for key, new, old in (
+        (VSET_LAST, last, state.last_validators),
+        (VSET_CURRENT, current, state.validators),
+        (VSET_NEXT, nxt, state.next_validators),
+    ):
+        if new != old:
+            writes[key] = codec.encode_struct(new)
+    return last, current, nxt
+
+
+@dataclass(frozen=True)
+class _PostState:
+    tree: StateTree
+    last: ValidatorSet
+    current: ValidatorSet
+    next: ValidatorSet
+
+
+def _post_state(state: ChainState, writes: dict[bytes, bytes | None]) -> _PostState:
+    """The tree and validator sets after a block's ``writes`` (completed here with the sets)."""
+    last, current, nxt = _rotate_validator_sets(state, writes)
+    return _PostState(state.tree.update(writes), last, current, nxt)
+
+
+def _advance(state: ChainState, header: Header, post: _PostState) -> ChainState:
     return replace(
         state,
         height=header.height,
         last_block_hash=header.hash(state.suite),
         last_time_ms=header.time_ms,
-        tree=tree,
-        last_validators=state.validators,
-        validators=state.next_validators,
+        tree=post.tree,
+        last_validators=post.last,
+        validators=post.current,
+        next_validators=post.next,
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Blocks
 
 
 @dataclass(frozen=True)
@@ -309,7 +345,7 @@ def apply_block_detailed(
         WrongReceiptsRootError,
         "receipts root does not match the execution",
     )
-    new_state = _advance(state, header, state.tree.update(execution.writes))
+    new_state = _advance(state, header, _post_state(state, execution.writes))
     ensure(
         header.state_root == new_state.state_root,
         WrongStateRootError,
@@ -367,7 +403,7 @@ def propose_block(
         drop_inadmissible=True,
         sig_cache=sig_cache,
     )
-    tree = state.tree.update(execution.writes)
+    post = _post_state(state, execution.writes)
     header = Header(
         chain_id=state.chain_id,
         height=height,
@@ -375,7 +411,7 @@ def propose_block(
         parent_hash=state.last_block_hash,
         transactions_root=transactions_root(suite, execution.included),
         receipts_root=receipts_root(suite, execution.receipts),
-        state_root=tree.root,
+        state_root=post.tree.root,
         validator_set_hash=state.validators.hash(suite),
         next_validator_set_hash=state.next_validators.hash(suite),
         proposer=proposer,
@@ -384,7 +420,7 @@ def propose_block(
     block = Block(header, execution.included, last_commit)
     return Proposal(
         block,
-        _advance(state, header, tree),
+        _advance(state, header, post),
         execution.receipts,
         execution.writes,
         execution.rejected,

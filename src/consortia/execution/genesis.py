@@ -14,14 +14,16 @@ from typing import Any
 
 from consortia import codec
 from consortia.crypto import CryptoError, get_suite
-from consortia.execution.state import ChainState, validators_key
+from consortia.execution.state import VSET_CURRENT, VSET_LAST, VSET_NEXT, ChainState
 from consortia.ledger.state_tree import StateTree
 from consortia.ledger.types import Validator, ValidatorSet
 from consortia.modules.registry import (
     ORG_KINDS,
+    ORG_LIST_KEY,
     ROLES,
     Account,
     Organization,
+    OrgList,
     account_key,
     org_key,
 )
@@ -189,7 +191,9 @@ def genesis_state(g: Genesis) -> ChainState:
         acct = Account(addr, a.public_key, a.org_id, roles, 0, False, "", 1)
         writes[account_key(addr)] = codec.encode_struct(acct)
     vset = g.validator_set()
-    writes[validators_key()] = codec.encode_struct(vset)
+    for key in (VSET_LAST, VSET_CURRENT, VSET_NEXT):
+        writes[key] = codec.encode_struct(vset)
+    writes[ORG_LIST_KEY] = codec.encode_struct(OrgList(tuple(sorted(o.org_id for o in g.orgs))))
     tree = StateTree.empty(suite.hash).update(writes)
     return ChainState(
         suite_name=g.suite,

@@ -12,10 +12,16 @@ from consortia.crypto import Suite, get_suite
 from consortia.ledger.state_tree import StateTree
 from consortia.ledger.types import ValidatorSet
 
+# Validator sets live in the state tree, so they are covered by the state root and provable:
+# the set that signed the last block, the set for the next block, the set for the one after,
+# and (only within a block) a governance change that will take effect two heights later.
+VSET_LAST = b"consensus/vset/last"
+VSET_CURRENT = b"consensus/vset/current"
+VSET_NEXT = b"consensus/vset/next"
+VSET_PENDING = b"consensus/vset/pending"
 
-def validators_key() -> bytes:
-    """State key of the current validator set (provable like any other state)."""
-    return b"consensus/validators"
+# A validator-set change decided in block H takes effect at height H + VALIDATOR_CHANGE_OFFSET.
+VALIDATOR_CHANGE_OFFSET = 2
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from consortia.execution.module import Module
-from consortia.modules import registry
+from consortia.modules import governance, registry
 
-NATIVE_MODULES: dict[str, Module] = {registry.MODULE.name: registry.MODULE}
+NATIVE_MODULES: dict[str, Module] = {m.name: m for m in (registry.MODULE, governance.MODULE)}
 
 __all__ = ["NATIVE_MODULES"]

@@ -84,6 +84,17 @@ class Account:
     key_version: int
 
 
+@dataclass(frozen=True)
+class OrgList:
+    """Every organization id, sorted: the tree has no prefix scan, and governance counts orgs."""
+
+    org_ids: tuple[str, ...]
+
+
+ORG_LIST_KEY = b"registry/orgs"
+MAX_ORGS = 1_000
+
+
 def org_key(org_id: str) -> bytes:
     return b"registry/org/" + org_id.encode()
 
@@ -138,6 +149,18 @@ class NotFrozenError(TxFailure):
 
 # ---------------------------------------------------------------------------------------------
 # Reads used by other modules and the executor
+
+
+def voting_orgs(ctx: TxContext) -> tuple[str, ...]:
+    """Organizations that vote in consortium governance: active members, not the regulator
+    (whose powers come from genesis and the supervision chain, not from member votes)."""
+    orgs = ctx.get_record(ORG_LIST_KEY, OrgList) or OrgList(())
+    out = []
+    for org_id in orgs.org_ids:
+        org = ctx.get_record(org_key(org_id), Organization)
+        if org is not None and org.active and org.kind != "regulator":
+            out.append(org_id)
+    return tuple(out)
 
 
 def load_account(ctx: TxContext, address: bytes) -> Account | None:
@@ -230,6 +253,10 @@ def register_org(ctx: TxContext, args: RegisterOrgArgs) -> None:
         raise InvalidFieldError(f"organization kind {args.kind!r} is not admissible by transaction")
     if ctx.get(org_key(args.org_id)) is not None:
         raise OrgExistsError(f"organization {args.org_id!r} already exists")
+    orgs = ctx.get_record(ORG_LIST_KEY, OrgList) or OrgList(())
+    if len(orgs.org_ids) >= MAX_ORGS:
+        raise InvalidFieldError(f"the consortium already has {MAX_ORGS} organizations")
+    ctx.put_record(ORG_LIST_KEY, OrgList(tuple(sorted((*orgs.org_ids, args.org_id)))))
     ctx.put_record(org_key(args.org_id), Organization(args.org_id, args.name, args.kind, True))
     ctx.emit(NAME, "org_registered", org_id=args.org_id, kind=args.kind)
 

@@ -30,7 +30,7 @@ from consortia.execution.apply import (
 )
 from consortia.execution.genesis import Genesis, genesis_from_json, genesis_state
 from consortia.execution.sigcache import SignatureCache
-from consortia.execution.state import ChainState, validators_key
+from consortia.execution.state import VSET_CURRENT, VSET_LAST, VSET_NEXT, ChainState
 from consortia.ledger.state_tree import StateTree
 from consortia.ledger.types import (
     Block,
@@ -107,10 +107,12 @@ def restore_state(genesis: Genesis, store: ChainStore) -> ChainState:
             f"stored state root {tree.root.hex()[:16]} != header {height} state root "
             f"{header.state_root.hex()[:16]}"
         )
-    raw_vset = tree.get(validators_key())
-    if raw_vset is None:
-        raise StateMismatchError("validator set missing from the stored state")
-    vset = codec.decode_struct(ValidatorSet, raw_vset)
+    sets = []
+    for key in (VSET_LAST, VSET_CURRENT, VSET_NEXT):
+        raw_vset = tree.get(key)
+        if raw_vset is None:
+            raise StateMismatchError(f"validator set {key.decode()} missing from the stored state")
+        sets.append(codec.decode_struct(ValidatorSet, raw_vset))
     return ChainState(
         suite_name=base.suite_name,
         chain_id=base.chain_id,
@@ -118,9 +120,9 @@ def restore_state(genesis: Genesis, store: ChainStore) -> ChainState:
         last_block_hash=head_hash,
         last_time_ms=header.time_ms,
         tree=tree,
-        last_validators=vset,
-        validators=vset,
-        next_validators=vset,
+        last_validators=sets[0],
+        validators=sets[1],
+        next_validators=sets[2],
     )
 
 
