@@ -40,20 +40,27 @@ class LocalNet:
     """Nodes as separate OS processes; the test kills and restarts them at will."""
 
     def __init__(
-        self, home: Path, *, validators: int = 4, observers: int = 0, suite: str = "intl"
+        self,
+        home: Path,
+        *,
+        validators: int = 4,
+        observers: int = 0,
+        standby: int = 0,
+        suite: str = "intl",
     ) -> None:
         self.home = home
-        n = validators + observers
+        n = validators + observers + standby
         init_network(
             home,
             validators=validators,
             observers=observers,
+            standby=standby,
             suite_name=suite,
             base_port=free_base_port(2 * n),
             password=PASSWORD,
             scrypt_n=1 << 10,
         )
-        self.names = [f"validator-{i}" for i in range(validators)] + [
+        self.names = [f"validator-{i}" for i in range(validators + standby)] + [
             f"observer-{i}" for i in range(observers)
         ]
         self.procs: dict[str, subprocess.Popen[bytes]] = {}

@@ -108,3 +108,71 @@ def test_validator_restarted_right_after_voting_never_double_signs(net: LocalNet
     assert all(st is not None and st["evidence"] == 0 for st in statuses)
     net.stop_all()
     _no_double_signing(net)
+
+
+def test_validator_added_then_removed_by_governance_on_a_running_network(tmp_path: Path) -> None:
+    net = LocalNet(tmp_path / "gov", validators=4, standby=1)
+    try:
+        net.start_all()
+        net.wait_for(net.names, 2)
+        suite = get_suite("intl")
+
+        def key(path: Path):  # type: ignore[no-untyped-def]
+            return decrypt_key_file(path.read_bytes(), PASSWORD)
+
+        newcomer = key(net.home / "validator-4" / "validator.key")
+        new_addr = suite.address(newcomer.public_key)
+        admins = {
+            n: key(net.home / "accounts" / f"{n}.key")
+            for n in ("broker-a-admin", "exchange-admin", "broker-b-admin", "ccb-admin")
+        }
+        nonces: dict[str, int] = defaultdict(int)
+
+        def send(who: str, method: str, args: dict[str, object]) -> dict[str, object]:
+            tx = sign_transaction(
+                suite,
+                admins[who],
+                chain_id="consortia-local",
+                nonce=nonces[who],
+                module="governance",
+                method=method,
+                args=args,
+            )
+            nonces[who] += 1
+            reply = net.request("validator-0", "tx.submit", {"tx": tx.encode(), "wait": True})
+            assert reply["ok"] is True, reply
+            return reply
+
+        def vote(action: str, proposal_id: int) -> int:
+            send(
+                "broker-a-admin",
+                "propose",
+                {
+                    "action": action,
+                    "name": "validator-4",
+                    "public_key": newcomer.public_key,
+                    "power": 10,
+                    "reason": "membership change",
+                },
+            )
+            last = {}
+            for who in ("exchange-admin", "broker-b-admin", "ccb-admin"):
+                last = send(who, "approve", {"proposal_id": proposal_id})
+            return int(last["height"])  # type: ignore[call-overload]
+
+        decided = vote("add_validator", 1)
+        net.wait_for(net.names, decided + 4)
+
+        def signers(height: int) -> set[bytes]:
+            cert = decode_certificate(net.block("validator-0", height)["certificate"])
+            return {s.validator for s in cert.signatures}
+
+        # From H + 2 on, the newcomer's precommits appear in certificates.
+        assert any(new_addr in signers(h) for h in range(decided + 2, decided + 5))
+        assert all(new_addr not in signers(h) for h in range(1, decided + 2))
+        removed = vote("remove_validator", 2)
+        net.wait_for(net.names, removed + 4)
+        assert all(new_addr not in signers(h) for h in range(removed + 2, removed + 5))
+        _same_blocks(net, net.names, removed + 4)
+    finally:
+        net.stop_all()

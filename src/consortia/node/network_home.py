@@ -94,14 +94,19 @@ def init_network(
     *,
     validators: int = 4,
     observers: int = 0,
+    standby: int = 0,
     suite_name: str = "intl",
     chain_id: str = "consortia-local",
     base_port: int = DEFAULT_BASE_PORT,
     password: str | None = None,
     scrypt_n: int = 1 << 15,
 ) -> Genesis:
-    """Create a local network of ``validators`` + ``observers`` nodes under ``home``."""
-    if not 1 <= validators <= MAX_NODES or not 0 <= observers <= MAX_NODES:
+    """Create a local network of ``validators`` + ``observers`` nodes under ``home``.
+
+    ``standby`` extra validator nodes get consensus keys but are not in the genesis set: they
+    follow the chain until governance adds them (and vote from then on).
+    """
+    if not 1 <= validators <= MAX_NODES or not 0 <= observers + standby <= MAX_NODES:
         raise NodeError(f"between 1 and {MAX_NODES} validators and at most {MAX_NODES} observers")
     if (home / GENESIS_FILE).exists():
         raise NodeError(f"{home / GENESIS_FILE} already exists; choose another --home")
@@ -109,7 +114,9 @@ def init_network(
     password = password if password is not None else key_password()
     home.mkdir(parents=True, exist_ok=True)
 
-    nodes = [(f"validator-{i}", _validator_org(i), "validator") for i in range(validators)]
+    nodes = [
+        (f"validator-{i}", _validator_org(i), "validator") for i in range(validators + standby)
+    ]
     nodes += [(f"observer-{i}", OBSERVER_ORG, "observer") for i in range(observers)]
 
     orgs = list(DEFAULT_ORGS)
@@ -153,7 +160,8 @@ def init_network(
             path = node_dir / VALIDATOR_KEY_FILE
             path.write_bytes(encrypt_key_file(kp, password, scrypt_n=scrypt_n))
             path.chmod(0o600)
-            genesis_validators.append(GenesisValidator(name, kp.public_key, 10))
+            if len(genesis_validators) < validators:
+                genesis_validators.append(GenesisValidator(name, kp.public_key, 10))
         config = NodeConfig(
             node_name=name,
             org_id=org_id,
