@@ -147,7 +147,7 @@ def init_network(
         path.chmod(0o600)
         accounts.append(GenesisAccount(spec.name, kp.public_key, spec.org_id, spec.roles))
 
-    genesis_validators = []
+    genesis_validators: list[GenesisValidator] = []
     ports = {name: base_port + 2 * i for i, (name, _, _) in enumerate(nodes)}
     for name, org_id, role in nodes:
         node_dir = home / name
