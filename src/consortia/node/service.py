@@ -9,12 +9,13 @@ blocks from peers when it falls behind, and serves clients on a loopback port.
 Message types between nodes (bodies are CBOR maps of canonical encodings):
 
     cons.proposal  {proposal, block, pol_votes}     cons.vote  {vote}
-    mempool.tx     {tx}                             sync.status {height}
+    mempool.tx     {txs}                            sync.status {height}
     sync.request   {from_height}                    sync.blocks {blocks: [[block, cert], ...]}
 
 Client port (plain TCP on 127.0.0.1, same framing; one request → one response):
 
     tx.submit {tx, wait}  → {ok, tx_hash[, height, code, message]} or {ok: false, code, message}
+    tx.submit_many {txs, wait} → {ok, results: [one reply as above per transaction]}
     status {}             → {node, role, height, last_block_hash, peers, mempool}
     block.get {height}    → {block, certificate} (hex-free raw bytes) or an error
 """
@@ -87,6 +88,7 @@ MSG_STATUS = "sync.status"
 MSG_SYNC_REQUEST = "sync.request"
 MSG_SYNC_BLOCKS = "sync.blocks"
 SIGNER_STATE_FILE = "signer.state"
+MAX_TXS_PER_REQUEST = 1_000
 
 
 @dataclass(frozen=True)
@@ -471,8 +473,9 @@ class Node:
                 pol = tuple(codec.decode_struct(Vote, v, max_size=4096) for v in body["pol_votes"])
                 self._run(ProposalReceived(proposal, block, pol))
         elif msg.type == MSG_TX:
-            with contextlib.suppress(MempoolError):
-                self.mempool.add_raw(body["tx"], self.state)
+            for raw in body["txs"][:MAX_TXS_PER_REQUEST]:
+                with contextlib.suppress(MempoolError):
+                    self.mempool.add_raw(raw, self.state)
         elif msg.type == MSG_STATUS:
             self._note_height(peer, int(body["height"]) + 1)
         elif msg.type == MSG_SYNC_REQUEST:
@@ -612,24 +615,21 @@ class Node:
             raw = body.get("tx")
             if not isinstance(raw, bytes):
                 return {"ok": False, "code": "client.bad_request", "message": "tx must be bytes"}
-            try:
-                tx_hash = self.mempool.add_raw(raw, self.state)
-            except MempoolError as exc:
-                return {"ok": False, "code": exc.code, "message": str(exc)}
-            self.net.broadcast(frames.Message(MSG_TX, {"tx": raw}))
-            if not body.get("wait"):
-                return {"ok": True, "tx_hash": tx_hash}
-            fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-            self.waiters.setdefault(tx_hash, []).append(fut)
-            try:
-                return await asyncio.wait_for(fut, self.params.wait_timeout_s)
-            except TimeoutError:
+            results = await self._submit([raw], wait=bool(body.get("wait")))
+            return results[0]
+        if msg.type == "tx.submit_many":
+            raws = body.get("txs")
+            if (
+                not isinstance(raws, list)
+                or not 1 <= len(raws) <= MAX_TXS_PER_REQUEST
+                or not all(isinstance(r, bytes) for r in raws)
+            ):
                 return {
                     "ok": False,
-                    "code": "client.timeout",
-                    "message": "not committed in time",
-                    "tx_hash": tx_hash,
+                    "code": "client.bad_request",
+                    "message": f"txs must be a list of 1..{MAX_TXS_PER_REQUEST} byte strings",
                 }
+            return {"ok": True, "results": await self._submit(raws, wait=bool(body.get("wait")))}
         if msg.type == "block.get":
             height = body.get("height")
             if not isinstance(height, int) or not 1 <= height <= self.height:
@@ -645,6 +645,47 @@ class Node:
             "code": "client.unknown_request",
             "message": f"unknown request {msg.type!r}",
         }
+
+    async def _submit(self, raws: list[bytes], *, wait: bool) -> list[dict[str, Any]]:
+        """Admit each transaction (specific error per bad one), gossip the admitted ones, and
+        optionally wait until each is committed (its receipt's status and code)."""
+        replies: list[dict[str, Any]] = []
+        admitted: list[bytes] = []
+        futures: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        loop = asyncio.get_running_loop()
+        for i, raw in enumerate(raws):
+            try:
+                tx_hash = self.mempool.add_raw(raw, self.state)
+            except MempoolError as exc:
+                replies.append({"ok": False, "code": exc.code, "message": str(exc)})
+                continue
+            admitted.append(raw)
+            replies.append({"ok": True, "tx_hash": tx_hash})
+            if wait:
+                fut: asyncio.Future[dict[str, Any]] = loop.create_future()
+                self.waiters.setdefault(tx_hash, []).append(fut)
+                futures[i] = fut
+        if admitted:
+            self.net.broadcast(frames.Message(MSG_TX, {"txs": admitted}))
+        if futures:
+            done, _ = await asyncio.wait(futures.values(), timeout=self.params.wait_timeout_s)
+            for i, fut in futures.items():
+                if fut in done:
+                    replies[i] = fut.result()
+                else:
+                    fut.cancel()
+                    waiting = self.waiters.get(replies[i]["tx_hash"], [])
+                    if fut in waiting:
+                        waiting.remove(fut)
+                    if not waiting:
+                        self.waiters.pop(replies[i]["tx_hash"], None)
+                    replies[i] = {
+                        "ok": False,
+                        "code": "client.timeout",
+                        "message": "not committed in time",
+                        "tx_hash": replies[i]["tx_hash"],
+                    }
+        return replies
 
     def status(self) -> dict[str, Any]:
         return {
