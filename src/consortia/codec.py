@@ -28,6 +28,7 @@ import struct
 import types
 import typing
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar, Union
 
 CborValue = Any  # None | bool | int | bytes | str | list[CborValue] | dict[CborValue, CborValue]
@@ -169,6 +170,8 @@ def _encode_into(out: list[bytes], value: CborValue, depth: int) -> None:
         out.append(_head(_MT_ARRAY, len(value)))
         for item in value:
             _encode_into(out, item, depth + 1)
+    elif t is EncodedItem:
+        out.append(value.data)
     elif value is None:
         out.append(b"\xf6")
     elif value is True:
@@ -345,23 +348,53 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return names
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedItem:
+    """An item whose canonical encoding is already known: the encoder copies ``data`` verbatim.
+
+    Lets a value that memoizes its own encoding (a transaction inside a block) be encoded once,
+    however many larger structures include it.
+    """
+
+    data: bytes
+
+
+def fields_to_cbor(value: Any) -> dict[str, CborValue]:
+    """A dataclass value as the map of its fields (never its own memoized encoding)."""
+    return {name: _nested(getattr(value, name)) for name in _field_names(type(value))}
+
+
 def to_cbor(value: Any) -> CborValue:
-    """Convert dataclasses, enums, tuples and plain data into the CBOR data model."""
+    """Convert dataclasses, enums, tuples and plain data into the CBOR data model.
+
+    A top-level dataclass becomes the map of its fields. A *nested* dataclass with a
+    ``cbor_encoding()`` method contributes that (memoized, canonical) encoding as an
+    ``EncodedItem``, so e.g. a transaction inside a block is encoded once, not once per use.
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return fields_to_cbor(value)
+    return _nested(value)
+
+
+def _nested(value: Any) -> CborValue:
     t = type(value)
     if t is str or t is bytes or t is int or t is bool or value is None:
         return value
     if t is tuple or t is list:
-        return [to_cbor(v) for v in value]
+        return [_nested(v) for v in value]
     if t is dict:
-        return {k: to_cbor(v) for k, v in value.items()}
+        return {k: _nested(v) for k, v in value.items()}
     if isinstance(value, enum.Enum):
         return value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {name: to_cbor(getattr(value, name)) for name in _field_names(t)}
+        cached = getattr(value, "cbor_encoding", None)
+        if cached is not None:
+            return EncodedItem(cached())
+        return fields_to_cbor(value)
     if isinstance(value, tuple | list):
-        return [to_cbor(v) for v in value]
+        return [_nested(v) for v in value]
     if isinstance(value, dict):
-        return {k: to_cbor(v) for k, v in value.items()}
+        return {k: _nested(v) for k, v in value.items()}
     return value
 
 
@@ -506,6 +539,8 @@ def hex_dump(value: CborValue, render: Callable[[bytes], str] = bytes.hex) -> An
     """Make a decoded value JSON-friendly (bytes as hex) for display at the edges."""
     if isinstance(value, bytes):
         return render(value)
+    if isinstance(value, EncodedItem):
+        return hex_dump(decode(value.data), render)
     if isinstance(value, list | tuple):
         return [hex_dump(v, render) for v in value]
     if isinstance(value, dict):
@@ -535,6 +570,7 @@ __all__ = [
     "decode_struct",
     "encode",
     "encode_struct",
+    "fields_to_cbor",
     "from_cbor",
     "hex_dump",
     "to_cbor",

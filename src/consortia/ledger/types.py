@@ -89,7 +89,7 @@ class Transaction:
     # its signature check, the transactions root and the store, and should be encoded once.
     @cached_property
     def _signing_bytes(self) -> bytes:
-        body = codec.to_cbor(self)
+        body = codec.fields_to_cbor(self)
         del body["signature"]
         return codec.encode(body)
 
@@ -102,6 +102,10 @@ class Transaction:
         return self._signing_bytes
 
     def encode(self) -> bytes:
+        return self._encoding
+
+    def cbor_encoding(self) -> bytes:
+        """Used by the codec when a block (or anything else) includes this transaction."""
         return self._encoding
 
     def hash(self, suite: Suite) -> bytes:
