@@ -89,6 +89,7 @@ MSG_SYNC_REQUEST = "sync.request"
 MSG_SYNC_BLOCKS = "sync.blocks"
 SIGNER_STATE_FILE = "signer.state"
 MAX_TXS_PER_REQUEST = 1_000
+MAX_SEEN_PROPOSALS = 256
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ class Node:
         self.executed: dict[bytes, AppliedBlock] = {}
         self.blocks: dict[bytes, Block] = {}
         self.relayed: dict[bytes, frames.Message] = {}
+        self._seen_proposals: set[bytes] = set()
         self.evidence: list[Any] = []
         self.waiters: dict[bytes, list[asyncio.Future[dict[str, Any]]]] = {}
         self.peer_heights: dict[str, int] = {}
@@ -408,6 +410,7 @@ class Node:
         self.state = applied.state
         self.last_cert = cert
         self.executed, self.blocks, self.relayed = {}, {}, {}
+        self._seen_proposals = set()
         committed_hashes = [tx.hash(self.suite) for tx in block.transactions]
         self.mempool.update(self.state, committed_hashes)
         self.net.set_height(self.height)
@@ -466,9 +469,14 @@ class Node:
             if vote.height == self.height + 1 or vote.height == self.height + 2:
                 self._run(VoteReceived(vote))
         elif msg.type == MSG_PROPOSAL:
-            proposal = decode_proposal(body["proposal"])
+            raw_proposal = body["proposal"]
+            if raw_proposal in self._seen_proposals:
+                return  # every peer relays the proposal it accepted: decode each block once
+            proposal = decode_proposal(raw_proposal)
             self._note_height(peer, proposal.height)
             if proposal.height in (self.height + 1, self.height + 2):
+                if len(self._seen_proposals) < MAX_SEEN_PROPOSALS:
+                    self._seen_proposals.add(raw_proposal)
                 block = decode_block(body["block"])
                 pol = tuple(codec.decode_struct(Vote, v, max_size=4096) for v in body["pol_votes"])
                 self._run(ProposalReceived(proposal, block, pol))
