@@ -20,6 +20,7 @@ from consortia import codec
 from consortia.crypto import Suite
 from consortia.execution.context import ExecutionLimitError, TxContext, decode_record
 from consortia.execution.errors import (
+    BadEvidenceError,
     BadLastCommitError,
     InvalidBlock,
     InvalidTransactionError,
@@ -28,6 +29,7 @@ from consortia.execution.errors import (
     UnknownMethodError,
     UnknownModuleError,
     WrongChainIdError,
+    WrongEvidenceHashError,
     WrongHeightError,
     WrongParentHashError,
     WrongProposerError,
@@ -39,13 +41,20 @@ from consortia.execution.errors import (
 )
 from consortia.execution.sigcache import SignatureCache
 from consortia.execution.state import VSET_CURRENT, VSET_LAST, VSET_NEXT, VSET_PENDING, ChainState
+from consortia.ledger.evidence import (
+    InvalidEvidenceError,
+    evidence_hash,
+    verify_duplicate_vote_evidence,
+)
 from consortia.ledger.merkle import merkle_root
 from consortia.ledger.state_tree import StateTree
 from consortia.ledger.types import (
+    MAX_EVIDENCE_PER_BLOCK,
     ZERO_HASH,
     Block,
     CertificateError,
     CommitCertificate,
+    DuplicateVoteEvidence,
     Header,
     Receipt,
     Transaction,
@@ -117,6 +126,11 @@ def validate_header(state: ChainState, block: Block) -> None:
         BadLastCommitError,
         "last commit hash does not match the enclosed certificate",
     )
+    ensure(
+        h.evidence_hash == evidence_hash(suite, block.evidence),
+        WrongEvidenceHashError,
+        "evidence hash does not match the enclosed evidence",
+    )
     if h.height == 1:
         ensure(block.last_commit is None, BadLastCommitError, "block 1 carries no last commit")
         ensure(h.time_ms == state.last_time_ms, WrongTimeError, "block 1 time must be genesis time")
@@ -140,6 +154,88 @@ def validate_header(state: ChainState, block: Block) -> None:
         h.time_ms == expected_time, WrongTimeError, f"time {h.time_ms}, BFT time {expected_time}"
     )
     ensure(h.time_ms > state.last_time_ms, WrongTimeError, "block time does not increase")
+
+
+# ---------------------------------------------------------------------------------------------
+# Equivocation evidence
+
+
+@dataclass(frozen=True)
+class EvidenceRecord:
+    """On-chain record of a validator's proven equivocation (key: ``evidence_key``)."""
+
+    validator: bytes
+    height: int
+    round: int
+    vote_type: int
+    recorded_height: int
+
+
+def evidence_key(suite: Suite, ev: DuplicateVoteEvidence) -> bytes:
+    return b"consensus/evidence/" + ev.hash(suite)
+
+
+def _check_evidence(
+    state: ChainState, ev: DuplicateVoteEvidence, height: int, seen: set[bytes]
+) -> bytes:
+    """Return the state key recording ``ev`` if block ``height`` may include it, else raise.
+
+    Evidence must concern this height or the previous one (whose validator sets the state
+    holds), verify against that set, and be new (neither repeated in the block nor recorded).
+    """
+    vote_height = ev.vote_a.height
+    if vote_height == height:
+        validators = state.validators
+    elif vote_height == height - 1:
+        validators = state.last_validators
+    else:
+        raise BadEvidenceError(
+            f"evidence for height {vote_height} is outside {height - 1}..{height}"
+        )
+    try:
+        verify_duplicate_vote_evidence(state.suite, validators, ev)
+    except InvalidEvidenceError as exc:
+        raise BadEvidenceError(str(exc)) from exc
+    if ev.vote_a.chain_id != state.chain_id:
+        raise BadEvidenceError("evidence is for another chain")
+    key = evidence_key(state.suite, ev)
+    if key in seen or state.tree.get(key) is not None:
+        raise BadEvidenceError("evidence already included")
+    seen.add(key)
+    return key
+
+
+def record_evidence(
+    state: ChainState,
+    evidence: Sequence[DuplicateVoteEvidence],
+    height: int,
+    writes: dict[bytes, bytes | None],
+) -> None:
+    """Validate and record a block's evidence in ``writes`` (any bad item invalidates the block)."""
+    seen: set[bytes] = set()
+    for ev in evidence:
+        key = _check_evidence(state, ev, height, seen)
+        a = ev.vote_a
+        writes[key] = codec.encode_struct(
+            EvidenceRecord(a.validator, a.height, a.round, int(a.vote_type), height)
+        )
+
+
+def admissible_evidence(
+    state: ChainState, candidates: Sequence[DuplicateVoteEvidence], height: int
+) -> tuple[DuplicateVoteEvidence, ...]:
+    """The candidates a proposer may include at ``height`` (at most the per-block limit)."""
+    seen: set[bytes] = set()
+    out: list[DuplicateVoteEvidence] = []
+    for ev in candidates:
+        if len(out) >= MAX_EVIDENCE_PER_BLOCK:
+            break
+        try:
+            _check_evidence(state, ev, height, seen)
+        except BadEvidenceError:
+            continue
+        out.append(ev)
+    return tuple(out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,6 +436,7 @@ def apply_block_detailed(
     execution = execute_transactions(
         state, block.transactions, height=header.height, time_ms=header.time_ms, sig_cache=sig_cache
     )
+    record_evidence(state, block.evidence, header.height, execution.writes)
     ensure(
         header.receipts_root == receipts_root(suite, execution.receipts),
         WrongReceiptsRootError,
@@ -382,6 +479,7 @@ def propose_block(
     proposer: bytes,
     last_commit: CommitCertificate | None,
     sig_cache: SignatureCache | None = None,
+    evidence: Sequence[DuplicateVoteEvidence] = (),
 ) -> Proposal:
     """Build the next block from ``candidates`` (inadmissible ones are dropped and reported).
 
@@ -403,6 +501,8 @@ def propose_block(
         drop_inadmissible=True,
         sig_cache=sig_cache,
     )
+    included_evidence = admissible_evidence(state, evidence, height)
+    record_evidence(state, included_evidence, height, execution.writes)
     post = _post_state(state, execution.writes)
     header = Header(
         chain_id=state.chain_id,
@@ -416,8 +516,9 @@ def propose_block(
         next_validator_set_hash=state.next_validators.hash(suite),
         proposer=proposer,
         last_commit_hash=last_commit_hash(suite, last_commit),
+        evidence_hash=evidence_hash(suite, included_evidence),
     )
-    block = Block(header, execution.included, last_commit)
+    block = Block(header, execution.included, last_commit, included_evidence)
     return Proposal(
         block,
         _advance(state, header, post),

@@ -85,6 +85,14 @@ class WrongStateRootError(InvalidBlock):
     pass
 
 
+class WrongEvidenceHashError(InvalidBlock):
+    pass
+
+
+class BadEvidenceError(InvalidBlock):
+    """Evidence that does not verify, is too old, repeated, or already recorded."""
+
+
 class InvalidTransactionError(InvalidBlock):
     """A transaction no honest proposer includes: wrong chain, unknown sender, nonce, signature."""
 

@@ -24,6 +24,7 @@ MAX_TX_BYTES = 64 * 1024
 MAX_BLOCK_BYTES = 4 * 1024 * 1024
 MAX_TXS_PER_BLOCK = 5_000
 MAX_NAME_LEN = 64  # module, method, chain id
+MAX_EVIDENCE_PER_BLOCK = 16
 
 # Signature purposes: a signature made for one purpose never verifies for another.
 PURPOSE_TX = "tx"
@@ -414,6 +415,50 @@ def bft_time_ms(validators: ValidatorSet, cert: CommitCertificate) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# Equivocation evidence (verification lives in ``consortia.ledger.evidence``)
+
+
+def conflict_problem(a: Vote, b: Vote) -> str | None:
+    """Why ``a`` and ``b`` are not a canonical conflicting pair, or None if they are."""
+    if (a.chain_id, a.vote_type, a.height, a.round, a.validator) != (
+        b.chain_id,
+        b.vote_type,
+        b.height,
+        b.round,
+        b.validator,
+    ):
+        return "the votes are not by one validator for one chain, height, round and type"
+    if a.block_hash == b.block_hash:
+        return "the votes are for the same block"
+    if a.block_hash > b.block_hash:
+        return "the votes are not in canonical order (vote_a.block_hash < vote_b.block_hash)"
+    return None
+
+
+@dataclass(frozen=True)
+class DuplicateVoteEvidence:
+    """Two conflicting votes, ordered canonically by block hash (nil, b"", sorts first)."""
+
+    vote_a: Vote
+    vote_b: Vote
+
+    def __post_init__(self) -> None:
+        problem = conflict_problem(self.vote_a, self.vote_b)
+        if problem is not None:
+            raise WireFormatError(problem)
+
+    @property
+    def validator(self) -> bytes:
+        return self.vote_a.validator
+
+    def encode(self) -> bytes:
+        return codec.encode_struct(self)
+
+    def hash(self, suite: Suite) -> bytes:
+        return suite.hash(self.encode())
+
+
+# ---------------------------------------------------------------------------------------------
 # Headers and blocks
 
 
@@ -432,6 +477,7 @@ class Header:
     next_validator_set_hash: bytes
     proposer: bytes
     last_commit_hash: bytes
+    evidence_hash: bytes  # RFC 6962 root over the block's equivocation evidence
 
     def __post_init__(self) -> None:
         _check_name("chain_id", self.chain_id)
@@ -445,6 +491,7 @@ class Header:
             "validator_set_hash",
             "next_validator_set_hash",
             "last_commit_hash",
+            "evidence_hash",
         ):
             _check_hash(name, getattr(self, name))
         _check_address("proposer", self.proposer)
@@ -458,15 +505,19 @@ class Header:
 
 @dataclass(frozen=True)
 class Block:
-    """A header, its transactions, and the certificate that committed the previous block."""
+    """A header, its transactions, the certificate that committed the previous block, and
+    evidence of validators' equivocation to record on chain."""
 
     header: Header
     transactions: tuple[Transaction, ...]
     last_commit: CommitCertificate | None = field(default=None)
+    evidence: tuple[DuplicateVoteEvidence, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.transactions) > MAX_TXS_PER_BLOCK:
             raise WireFormatError(f"block holds more than {MAX_TXS_PER_BLOCK} transactions")
+        if len(self.evidence) > MAX_EVIDENCE_PER_BLOCK:
+            raise WireFormatError(f"block holds more than {MAX_EVIDENCE_PER_BLOCK} evidence items")
 
     def encode(self) -> bytes:
         return codec.encode_struct(self)

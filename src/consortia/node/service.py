@@ -9,6 +9,7 @@ blocks from peers when it falls behind, and serves clients on a loopback port.
 Message types between nodes (bodies are CBOR maps of canonical encodings):
 
     cons.proposal  {proposal, block, pol_votes}     cons.vote  {vote}
+    cons.evidence  {evidence}
     mempool.tx     {txs}                            sync.status {height}
     sync.request   {from_height}                    sync.blocks {blocks: [[block, cert], ...]}
 
@@ -55,13 +56,20 @@ from consortia.consensus import (
     sign_proposal,
 )
 from consortia.crypto import KeyPair, Suite, decrypt_key_file, get_suite
-from consortia.execution.apply import AppliedBlock, apply_block_detailed, propose_block
+from consortia.execution.apply import (
+    AppliedBlock,
+    apply_block_detailed,
+    evidence_key,
+    propose_block,
+)
 from consortia.execution.errors import InvalidBlock
 from consortia.execution.sigcache import SignatureCache
+from consortia.ledger.evidence import decode_evidence
 from consortia.ledger.types import (
     Block,
     CertificateError,
     CommitCertificate,
+    DuplicateVoteEvidence,
     TxStatus,
     Vote,
     VoteType,
@@ -87,6 +95,8 @@ MSG_TX = "mempool.tx"
 MSG_STATUS = "sync.status"
 MSG_SYNC_REQUEST = "sync.request"
 MSG_SYNC_BLOCKS = "sync.blocks"
+MSG_EVIDENCE = "cons.evidence"
+MAX_PENDING_EVIDENCE = 256
 SIGNER_STATE_FILE = "signer.state"
 MAX_TXS_PER_REQUEST = 1_000
 MAX_SEEN_PROPOSALS = 256
@@ -150,7 +160,7 @@ class Node:
         self.blocks: dict[bytes, Block] = {}
         self.relayed: dict[bytes, frames.Message] = {}
         self._seen_proposals: set[bytes] = set()
-        self.evidence: list[Any] = []
+        self.evidence: list[DuplicateVoteEvidence] = []
         self.waiters: dict[bytes, list[asyncio.Future[dict[str, Any]]]] = {}
         self.peer_heights: dict[str, int] = {}
         self._tick_height = -1
@@ -292,10 +302,21 @@ class Node:
         if isinstance(action, CommitBlock):
             return self._commit(action.block, action.certificate, via="consensus")
         if isinstance(action, RecordEvidence):
-            log.warning("equivocation detected: %s", action.evidence)
-            if len(self.evidence) < 1_000:
-                self.evidence.append(action.evidence)
+            ev = action.evidence
+            log.warning(
+                "equivocation by %s at height %d round %d: recording evidence",
+                ev.validator.hex(),
+                ev.vote_a.height,
+                ev.vote_a.round,
+            )
+            self._add_evidence(ev)
+            self.net.broadcast(frames.Message(MSG_EVIDENCE, {"evidence": ev.encode()}))
         return []
+
+    def _add_evidence(self, ev: DuplicateVoteEvidence) -> None:
+        """Pool evidence until a block records it (bounded; old or recorded items age out)."""
+        if ev not in self.evidence and len(self.evidence) < MAX_PENDING_EVIDENCE:
+            self.evidence.append(ev)
 
     def _run_if_current(self, event: TimeoutFired) -> None:
         if event.height == self.height + 1 and not self._stopping.is_set():
@@ -374,6 +395,7 @@ class Node:
             proposer=self.address,
             last_commit=self.last_cert,
             sig_cache=self.sig_cache,
+            evidence=self.evidence,
         )
         block_hash = proposal.block.hash(self.suite)
         self.executed[block_hash] = AppliedBlock(proposal.state, proposal.receipts, proposal.writes)
@@ -412,6 +434,13 @@ class Node:
         self.executed, self.blocks, self.relayed = {}, {}, {}
         self._seen_proposals = set()
         committed_hashes = [tx.hash(self.suite) for tx in block.transactions]
+        # Evidence ages out once recorded or too old for any next block to include.
+        self.evidence = [
+            ev
+            for ev in self.evidence
+            if ev.vote_a.height >= self.height
+            and self.state.tree.get(evidence_key(self.suite, ev)) is None
+        ]
         self.mempool.update(self.state, committed_hashes)
         self.net.set_height(self.height)
         self.net.broadcast(frames.Message(MSG_STATUS, {"height": self.height}))
@@ -484,6 +513,8 @@ class Node:
             for raw in body["txs"][:MAX_TXS_PER_REQUEST]:
                 with contextlib.suppress(MempoolError):
                     self.mempool.add_raw(raw, self.state)
+        elif msg.type == MSG_EVIDENCE:
+            self._add_evidence(decode_evidence(body["evidence"]))
         elif msg.type == MSG_STATUS:
             self._note_height(peer, int(body["height"]) + 1)
         elif msg.type == MSG_SYNC_REQUEST:
