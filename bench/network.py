@@ -157,9 +157,9 @@ def run_suite(
             scrypt_n=1 << 10,
         )
         print(f"[{suite_name}] pre-signing transactions ...", file=sys.stderr)
-        per_sender = int(
-            max(rate * seconds, 2_000 if suite_name == "intl" else 600) * 3 / len(SENDERS)
-        )
+        # Enough for the fixed phase plus a saturation phase above what 2 cores can commit.
+        ceiling = 1_500 if suite_name == "intl" else 400
+        per_sender = int((rate + ceiling) * seconds / len(SENDERS)) + 1
         queues = presign(home, suite_name, per_sender)
         configs = [NodeConfig.load(home / n) for n in NODES]
         env = {**os.environ, "CONSORTIA_KEY_PASSWORD": PASSWORD, "PYTHONUNBUFFERED": "1"}
@@ -214,7 +214,9 @@ def run_suite(
                         remaining,
                         seconds=seconds,
                         rate=phase_rate,
-                        concurrency=concurrency if phase_rate is None else max(8, concurrency // 2),
+                        # Saturation: few connections, large batches (many txs in flight).
+                        concurrency=16 if phase_rate is None else concurrency,
+                        batch=batch if phase_rate is None else 1,
                     )
                 )
                 elapsed = time.monotonic() - t0
@@ -233,6 +235,7 @@ def run_suite(
                     "cpu_s_per_node": [round(b - a, 2) for a, b in zip(cpu0, cpu1, strict=True)],
                     "seconds": round(elapsed, 1),
                     "errors": out["errors"],
+                    "submitted": out["used"],
                 }
                 time.sleep(2)  # let the next phase start from an empty mempool
         finally:
@@ -253,7 +256,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="fixed offered load, tx/s")
     parser.add_argument("--concurrency", type=int, default=64, help="fixed-load connections")
     parser.add_argument(
-        "--batch", type=int, default=200, help="transactions per request at saturation"
+        "--batch", type=int, default=100, help="transactions per request at saturation"
     )
     args = parser.parse_args()
     suites = ["intl", "gm"] if args.suite == "both" else [args.suite]
