@@ -58,6 +58,11 @@ def test_conflicts_refused_and_state_survives_restart(tmp_path: Path) -> None:
     again = DoubleSignGuard(path)
     assert again.lock_at(5) == lock and again.lock_at(6) is None
     assert again.last is not None and again.last.hrs() == (5, 1, int(SignStep.PREVOTE))
+    # This height's own votes are kept for a restart (the proposal is not a vote).
+    assert again.last.height_votes == (b"signed:vote-1", b"signed:pc", b"signed:pv-nil")
+    again.sign(6, 0, SignStep.PROPOSAL, b"\x03" * 32, s.message(b"prop"))
+    again.sign(6, 0, SignStep.PREVOTE, b"\x03" * 32, s.message(b"v6"))
+    assert again.last.height_votes == (b"signed:v6",)
 
 
 def test_corrupt_state_refuses_to_sign(tmp_path: Path) -> None:

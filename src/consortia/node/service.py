@@ -256,13 +256,11 @@ class Node:
                     res = Resume(round=last.round)
         self._run(NewHeight(height, self.state.validators, self.state.next_validators, res))
         if res is not None and self.guard is not None and self.guard.last is not None:
-            last = self.guard.last
-            if last.step != SignStep.PROPOSAL:
-                # Our last vote may never have left before the crash: re-send it, and let the
-                # core count it like any vote.
-                vote = codec.decode_struct(Vote, last.message)
-                self.net.broadcast(frames.Message(MSG_VOTE, {"vote": last.message}))
-                self._run(VoteReceived(vote))
+            # Our votes of this height may never have left before the crash: re-send them, and
+            # let the core count them like anyone's.
+            for raw in self.guard.last.height_votes:
+                self.net.broadcast(frames.Message(MSG_VOTE, {"vote": raw}))
+                self._run(VoteReceived(codec.decode_struct(Vote, raw)))
 
     # -----------------------------------------------------------------------------------------
     # The action loop (same shape as the simulator's shell)

@@ -24,6 +24,8 @@ from pathlib import Path
 
 from consortia import codec
 
+MAX_HEIGHT_VOTES = 16
+
 
 class SignStep(enum.IntEnum):
     """Ordered as in Tendermint: a proposal precedes the prevote, which precedes the precommit."""
@@ -60,6 +62,9 @@ class LastSigned:
     block_hash: bytes
     message: bytes  # the full signed message as sent (vote, or proposal with its block)
     lock: Lock | None
+    # This height's own votes (bounded): a restarted validator feeds them back to consensus,
+    # or a round could wait forever for 2f+1 prevotes that include its own.
+    height_votes: tuple[bytes, ...]
 
     def hrs(self) -> tuple[int, int, int]:
         return (self.height, self.round, self.step)
@@ -116,7 +121,10 @@ class DoubleSignGuard:
                 return last.message
         message = make_message()
         kept_lock = lock if lock is not None else (last.lock if last is not None else None)
-        record = LastSigned(height, round_, int(step), block_hash, message, kept_lock)
+        votes = last.height_votes if last is not None and last.height == height else ()
+        if step != SignStep.PROPOSAL:
+            votes = (*votes, message)[-MAX_HEIGHT_VOTES:]
+        record = LastSigned(height, round_, int(step), block_hash, message, kept_lock, votes)
         self._persist(record)
         self.last = record
         return message
