@@ -7,6 +7,7 @@ from typing import Any
 
 from consortia.crypto import KeyPair, Suite, get_suite
 from consortia.execution.apply import Proposal, propose_block
+from consortia.execution.consortium import DEFAULT_ACCOUNTS, DEFAULT_GENESIS_TIME_MS, DEFAULT_ORGS
 from consortia.execution.genesis import Genesis, GenesisAccount, GenesisValidator, genesis_state
 from consortia.execution.state import ChainState
 from consortia.ledger.types import (
@@ -19,7 +20,6 @@ from consortia.ledger.types import (
     sign_transaction,
     sign_vote,
 )
-from consortia.node.home import DEFAULT_ACCOUNTS, DEFAULT_GENESIS_TIME_MS, DEFAULT_ORGS
 
 CHAIN_ID = "test-chain"
 

@@ -48,6 +48,7 @@ from consortia.consensus.evidence import decode_evidence
 from consortia.consensus.proposer import increment_priorities
 from consortia.crypto import KeyPair, get_suite
 from consortia.execution.apply import apply_block, propose_block
+from consortia.execution.consortium import DEFAULT_GENESIS_TIME_MS, DEFAULT_ORGS
 from consortia.execution.genesis import Genesis, GenesisValidator, genesis_state
 from consortia.ledger.types import (
     Block,
@@ -62,7 +63,6 @@ from consortia.ledger.types import (
     sign_vote,
     verify_commit,
 )
-from consortia.node.home import DEFAULT_GENESIS_TIME_MS, DEFAULT_ORGS
 
 CHAIN = "test-chain"
 PV, PC = VoteType.PREVOTE, VoteType.PRECOMMIT

@@ -8,14 +8,18 @@ the exchange, both brokers and the bank (n = 4 = 3f + 1, f = 1).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from consortia.crypto import KeyPair, encrypt_key_file, get_suite
+from consortia.execution.consortium import (
+    DEFAULT_ACCOUNTS,
+    DEFAULT_GENESIS_TIME_MS,
+    DEFAULT_ORGS,
+    DEFAULT_VALIDATORS,
+)
 from consortia.execution.genesis import (
     Genesis,
     GenesisAccount,
-    GenesisOrg,
     GenesisValidator,
     validate_genesis,
 )
@@ -23,37 +27,6 @@ from consortia.node.local import ACCOUNTS_DIR, GENESIS_FILE, VALIDATORS_DIR, Nod
 
 PASSWORD_ENV = "CONSORTIA_KEY_PASSWORD"
 DEMO_PASSWORD = "consortia-demo-only"  # used only when the env var is unset; never in production
-DEFAULT_GENESIS_TIME_MS = (
-    1_767_225_600_000  # 2026-01-01T00:00:00Z: fixed, so genesis is reproducible
-)
-
-
-@dataclass(frozen=True)
-class AccountSpec:
-    name: str
-    org_id: str
-    roles: tuple[str, ...]
-
-
-DEFAULT_ORGS: tuple[GenesisOrg, ...] = (
-    GenesisOrg("csrc", "Securities Regulator", "regulator"),
-    GenesisOrg("exchange", "Regional Equity Exchange", "exchange"),
-    GenesisOrg("broker-a", "Alpha Securities", "broker"),
-    GenesisOrg("broker-b", "Beta Securities", "broker"),
-    GenesisOrg("bank-ccb", "Construction Bank (e-CNY operator)", "bank"),
-    GenesisOrg("pboc", "Central Bank", "central_bank"),
-)
-
-DEFAULT_ACCOUNTS: tuple[AccountSpec, ...] = (
-    AccountSpec("regulator", "csrc", ("regulator",)),
-    AccountSpec("exchange-admin", "exchange", ("admin", "exchange", "org_admin")),
-    AccountSpec("broker-a-admin", "broker-a", ("broker", "org_admin")),
-    AccountSpec("broker-b-admin", "broker-b", ("broker", "org_admin")),
-    AccountSpec("ccb-admin", "bank-ccb", ("operator_bank", "org_admin")),
-    AccountSpec("pboc-admin", "pboc", ("central_bank", "org_admin")),
-)
-
-DEFAULT_VALIDATORS: tuple[str, ...] = ("exchange", "broker-a", "broker-b", "bank-ccb")
 
 
 def key_password() -> str:

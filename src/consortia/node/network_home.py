@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from consortia.crypto import encrypt_key_file, get_suite
+from consortia.execution.consortium import DEFAULT_ACCOUNTS, DEFAULT_GENESIS_TIME_MS, DEFAULT_ORGS
 from consortia.execution.genesis import (
     Genesis,
     GenesisAccount,
@@ -30,12 +31,7 @@ from consortia.execution.genesis import (
     validate_genesis,
 )
 from consortia.net import pki
-from consortia.node.home import (
-    DEFAULT_ACCOUNTS,
-    DEFAULT_GENESIS_TIME_MS,
-    DEFAULT_ORGS,
-    key_password,
-)
+from consortia.node.home import key_password
 from consortia.node.local import ACCOUNTS_DIR, GENESIS_FILE, NodeError
 
 CONFIG_FILE = "config.json"

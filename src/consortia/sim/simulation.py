@@ -30,6 +30,7 @@ from consortia.consensus import (
     verify_duplicate_vote_evidence,
 )
 from consortia.crypto import get_suite
+from consortia.execution.consortium import DEFAULT_ACCOUNTS, DEFAULT_GENESIS_TIME_MS, DEFAULT_ORGS
 from consortia.execution.genesis import Genesis, GenesisAccount, GenesisValidator, genesis_state
 from consortia.ledger.types import (
     Block,
@@ -40,7 +41,6 @@ from consortia.ledger.types import (
     sign_transaction,
     verify_commit,
 )
-from consortia.node.home import DEFAULT_ACCOUNTS, DEFAULT_GENESIS_TIME_MS, DEFAULT_ORGS
 from consortia.sim.network import (
     CrashNode,
     Deliver,

@@ -1,0 +1,40 @@
+"""The default consortium of the demo, the tests and the simulator: its organizations, member
+accounts and validator operators (genesis data, no keys)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from consortia.execution.genesis import GenesisOrg
+
+DEFAULT_GENESIS_TIME_MS = (
+    1_767_225_600_000  # 2026-01-01T00:00:00Z: fixed, so genesis is reproducible
+)
+
+
+@dataclass(frozen=True)
+class AccountSpec:
+    name: str
+    org_id: str
+    roles: tuple[str, ...]
+
+
+DEFAULT_ORGS: tuple[GenesisOrg, ...] = (
+    GenesisOrg("csrc", "Securities Regulator", "regulator"),
+    GenesisOrg("exchange", "Regional Equity Exchange", "exchange"),
+    GenesisOrg("broker-a", "Alpha Securities", "broker"),
+    GenesisOrg("broker-b", "Beta Securities", "broker"),
+    GenesisOrg("bank-ccb", "Construction Bank (e-CNY operator)", "bank"),
+    GenesisOrg("pboc", "Central Bank", "central_bank"),
+)
+
+DEFAULT_ACCOUNTS: tuple[AccountSpec, ...] = (
+    AccountSpec("regulator", "csrc", ("regulator",)),
+    AccountSpec("exchange-admin", "exchange", ("admin", "exchange", "org_admin")),
+    AccountSpec("broker-a-admin", "broker-a", ("broker", "org_admin")),
+    AccountSpec("broker-b-admin", "broker-b", ("broker", "org_admin")),
+    AccountSpec("ccb-admin", "bank-ccb", ("operator_bank", "org_admin")),
+    AccountSpec("pboc-admin", "pboc", ("central_bank", "org_admin")),
+)
+
+DEFAULT_VALIDATORS: tuple[str, ...] = ("exchange", "broker-a", "broker-b", "bank-ccb")
