@@ -128,11 +128,12 @@ def test_node_refuses_a_home_without_genesis(tmp_path: Path) -> None:
         LocalChain(tmp_path, {})
 
 
-def test_demo_command_runs_and_verifies(tmp_path: Path) -> None:
+def test_single_process_demo_runs_and_verifies(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,
         [
             "demo",
+            "--single-process",
             "--home",
             str(tmp_path / "demo"),
             "--investors",
@@ -147,3 +148,24 @@ def test_demo_command_runs_and_verifies(tmp_path: Path) -> None:
     assert report["ok"] is True
     assert all(check["ok"] for check in report["checks"])
     assert len(report["blocks"]) >= 10
+
+
+def test_network_demo_runs_and_verifies(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "demo",
+            "--home",
+            str(tmp_path / "net"),
+            "--investors",
+            "20",
+            "--block-size",
+            "10",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["ok"] is True
+    assert all(check["ok"] for check in report["checks"]), report["checks"]
+    assert all(b["signers"] >= 3 for b in report["blocks"])
