@@ -99,3 +99,12 @@ def test_each_signature_verified_once_per_node() -> None:
     forged = replace(txs[0], signature=bytes(64))
     with pytest.raises(mp.DuplicateTransactionError if forged == txs[0] else mp.NonceTakenError):
         pool.add(forged, d.state)
+
+
+def test_mempool_shares_the_node_signature_cache_even_when_empty() -> None:
+    # Regression: an empty cache is falsy (it has __len__); the pool must still share it, or
+    # every node verifies each signature twice (admission, then execution).
+    from consortia.execution.sigcache import SignatureCache
+
+    shared = SignatureCache()
+    assert mp.Mempool(sig_cache=shared).sig_cache is shared

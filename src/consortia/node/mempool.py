@@ -101,7 +101,7 @@ class Mempool:
         limits: MempoolLimits | None = None,
     ) -> None:
         self.limits = limits or MempoolLimits()
-        self.sig_cache = sig_cache or SignatureCache()
+        self.sig_cache = sig_cache if sig_cache is not None else SignatureCache()
         self._by_hash: dict[bytes, _Entry] = {}
         self._by_sender: dict[bytes, dict[int, _Entry]] = {}
         self._bytes = 0

@@ -736,4 +736,5 @@ class Node:
             "peers": sorted(p.identity.node_name for p in self.net.peers()),
             "mempool": len(self.mempool),
             "evidence": len(self.evidence),
+            "signature_cache": {"hits": self.sig_cache.hits, "misses": self.sig_cache.misses},
         }
