@@ -158,7 +158,7 @@ def run_suite(
         )
         print(f"[{suite_name}] pre-signing transactions ...", file=sys.stderr)
         # Enough for the fixed phase plus a saturation phase above what 2 cores can commit.
-        ceiling = 1_500 if suite_name == "intl" else 400
+        ceiling = 3_000 if suite_name == "intl" else 800
         per_sender = int((rate + ceiling) * seconds / len(SENDERS)) + 1
         queues = presign(home, suite_name, per_sender)
         configs = [NodeConfig.load(home / n) for n in NODES]
