@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from consortia.execution.module import Module
-from consortia.modules import governance, registry
+from consortia.modules import governance, investors, registry, securities
 
-NATIVE_MODULES: dict[str, Module] = {m.name: m for m in (registry.MODULE, governance.MODULE)}
+NATIVE_MODULES: dict[str, Module] = {
+    m.name: m for m in (registry.MODULE, governance.MODULE, investors.MODULE, securities.MODULE)
+}
 
 __all__ = ["NATIVE_MODULES"]
