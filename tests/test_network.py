@@ -162,17 +162,31 @@ def test_validator_added_then_removed_by_governance_on_a_running_network(tmp_pat
             return int(last["height"])  # type: ignore[call-overload]
 
         decided = vote("add_validator", 1)
-        net.wait_for(net.names, decided + 4)
+        net.wait_for(net.names, decided + 2)
+
+        def members(height: int) -> set[str]:
+            st = net.status("validator-0")
+            assert st is not None
+            return set(st["validators"])
 
         def signers(height: int) -> set[bytes]:
             cert = decode_certificate(net.block("validator-0", height)["certificate"])
             return {s.validator for s in cert.signatures}
 
-        # From H + 2 on, the newcomer's precommits appear in certificates.
-        assert any(new_addr in signers(h) for h in range(decided + 2, decided + 5))
+        # Decided in block H: the set of H + 1 is unchanged, from H + 2 on it includes the
+        # newcomer, whose precommits then appear in certificates (a certificate holds the first
+        # 2f+1 precommits a node collected, so look over a window of blocks).
+        assert new_addr.hex() in members(decided + 2)
         assert all(new_addr not in signers(h) for h in range(1, decided + 2))
+        deadline = time.monotonic() + 90
+        h = decided + 2
+        while new_addr not in signers(h):
+            assert time.monotonic() < deadline, "the new validator never signed a certificate"
+            h += 1
+            net.wait_for(["validator-0"], h)
         removed = vote("remove_validator", 2)
         net.wait_for(net.names, removed + 4)
+        assert new_addr.hex() not in members(removed + 2)
         assert all(new_addr not in signers(h) for h in range(removed + 2, removed + 5))
         _same_blocks(net, net.names, removed + 4)
     finally:

@@ -737,4 +737,5 @@ class Node:
             "mempool": len(self.mempool),
             "evidence": len(self.evidence),
             "signature_cache": {"hits": self.sig_cache.hits, "misses": self.sig_cache.misses},
+            "validators": [v.address.hex() for v in self.state.validators.validators],
         }
