@@ -30,6 +30,7 @@ import os
 import re
 import threading
 import weakref
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -324,10 +325,58 @@ def _translate(exc: lmdb.Error, closed: bool) -> StorageError:
 
 
 # --------------------------------------------------------------------------------------------
+# Point reads, shared by the store (one short read transaction each) and snapshots (one view)
+
+
+class _PointReads(ABC):
+    """The single-key reads; subclasses say how one key is read and how long a key may be."""
+
+    __slots__ = ()
+    _dbs: _Dbs
+
+    @abstractmethod
+    def _get(self, key: bytes, db: lmdb._Database) -> bytes | None:
+        """The value of ``key`` in ``db``, or None."""
+
+    @abstractmethod
+    def _key_limit(self) -> int:
+        """Longest state key accepted."""
+
+    def head(self) -> tuple[int, bytes] | None:
+        """``(height, block hash)`` of the last committed block, or None for an empty store."""
+        return _decode_head(self._get(_META_HEAD, self._dbs.meta))
+
+    def block(self, height: int) -> bytes | None:
+        """The block committed at ``height`` (>= 1), or None if above head."""
+        _check_height(height)
+        return self._get(_height_key(height), self._dbs.blocks)
+
+    def certificate(self, height: int) -> bytes | None:
+        """The (latest) commit certificate stored for ``height`` (>= 1), or None above head."""
+        _check_height(height)
+        return self._get(_height_key(height), self._dbs.certs)
+
+    def receipts(self, height: int) -> bytes | None:
+        """The receipts of the block at ``height`` (>= 1), or None above head."""
+        _check_height(height)
+        return self._get(_height_key(height), self._dbs.receipts)
+
+    def block_hash(self, height: int) -> bytes | None:
+        """The hash of the block at ``height`` (>= 1), or None above head."""
+        _check_height(height)
+        return self._get(_height_key(height), self._dbs.hashes)
+
+    def state_get(self, key: bytes) -> bytes | None:
+        """The current value of state ``key``, or None if absent."""
+        _check_bytes("state key", key, self._key_limit(), min_len=1)
+        return self._get(key, self._dbs.state)
+
+
+# --------------------------------------------------------------------------------------------
 # Snapshot: a consistent read view
 
 
-class Snapshot:
+class Snapshot(_PointReads):
     """A consistent read-only view of the store: one LMDB read transaction.
 
     Every read sees the store as of the moment the snapshot began.  Readers never block the
@@ -377,34 +426,8 @@ class Snapshot:
         except lmdb.Error as exc:
             raise _translate(exc, self._store.closed) from exc
 
-    def head(self) -> tuple[int, bytes] | None:
-        """``(height, block hash)`` of the last committed block, or None for an empty store."""
-        return _decode_head(self._get(_META_HEAD, self._dbs.meta))
-
-    def block(self, height: int) -> bytes | None:
-        """The block committed at ``height``, or None if ``height`` is above head."""
-        _check_height(height)
-        return self._get(_height_key(height), self._dbs.blocks)
-
-    def certificate(self, height: int) -> bytes | None:
-        """The (latest) commit certificate stored for ``height``, or None above head."""
-        _check_height(height)
-        return self._get(_height_key(height), self._dbs.certs)
-
-    def receipts(self, height: int) -> bytes | None:
-        """The receipts of the block at ``height``, or None above head."""
-        _check_height(height)
-        return self._get(_height_key(height), self._dbs.receipts)
-
-    def block_hash(self, height: int) -> bytes | None:
-        """The hash of the block at ``height``, or None above head."""
-        _check_height(height)
-        return self._get(_height_key(height), self._dbs.hashes)
-
-    def state_get(self, key: bytes) -> bytes | None:
-        """The current value of state ``key``, or None if absent."""
-        _check_bytes("state key", key, self._store.max_key_bytes, min_len=1)
-        return self._get(key, self._dbs.state)
+    def _key_limit(self) -> int:
+        return self._store.max_key_bytes
 
     def state_items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         """Every ``(key, value)`` of the state whose key starts with ``prefix``, sorted by key.
@@ -637,7 +660,7 @@ def _release(
             os.close(lock_fd)  # closing the only descriptor releases the flock
 
 
-class ChainStore:
+class ChainStore(_PointReads):
     """The node's embedded, transactional chain store (see the module docstring for guarantees).
 
     Reads may be made from any thread; mutations are serialised by an internal lock.  Use
@@ -805,7 +828,7 @@ class ChainStore:
             raise _translate(exc, self._closed) from exc
         return Snapshot(self, txn, self._dbs)
 
-    def _read(self, key: bytes, db: lmdb._Database) -> bytes | None:
+    def _get(self, key: bytes, db: lmdb._Database) -> bytes | None:
         # Single-key reads skip the Snapshot object: one short read transaction is all they need,
         # and this path is hot (state lookups during admission, API queries).
         self._check_open()
@@ -815,34 +838,8 @@ class ChainStore:
         except lmdb.Error as exc:
             raise _translate(exc, self._closed) from exc
 
-    def head(self) -> tuple[int, bytes] | None:
-        """``(height, block hash)`` of the last committed block, or None if the store is empty."""
-        return _decode_head(self._read(_META_HEAD, self._dbs.meta))
-
-    def block(self, height: int) -> bytes | None:
-        """The block committed at ``height`` (>= 1), or None if above head."""
-        _check_height(height)
-        return self._read(_height_key(height), self._dbs.blocks)
-
-    def certificate(self, height: int) -> bytes | None:
-        """The commit certificate stored for ``height`` (>= 1), or None if above head."""
-        _check_height(height)
-        return self._read(_height_key(height), self._dbs.certs)
-
-    def receipts(self, height: int) -> bytes | None:
-        """The receipts of the block at ``height`` (>= 1), or None if above head."""
-        _check_height(height)
-        return self._read(_height_key(height), self._dbs.receipts)
-
-    def block_hash(self, height: int) -> bytes | None:
-        """The hash of the block at ``height`` (>= 1), or None if above head."""
-        _check_height(height)
-        return self._read(_height_key(height), self._dbs.hashes)
-
-    def state_get(self, key: bytes) -> bytes | None:
-        """The current value of state ``key``, or None if absent."""
-        _check_bytes("state key", key, self._max_key_bytes, min_len=1)
-        return self._read(key, self._dbs.state)
+    def _key_limit(self) -> int:
+        return self._max_key_bytes
 
     def state_items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         """Every state ``(key, value)`` with the given key prefix, sorted by key.
@@ -856,12 +853,12 @@ class ChainStore:
     def find_tx(self, tx_hash: bytes) -> tuple[int, int] | None:
         """``(height, position)`` of the committed transaction ``tx_hash``, or None."""
         _check_bytes("transaction hash", tx_hash, MAX_HASH_BYTES, min_len=1)
-        raw = self._read(tx_hash, self._dbs.txindex)
+        raw = self._get(tx_hash, self._dbs.txindex)
         return None if raw is None else _decode_tx_entry(raw)
 
     def meta_get(self, name: str) -> bytes | None:
         """The meta record ``name``, or None if never written."""
-        return self._read(_meta_key(name), self._dbs.meta)
+        return self._get(_meta_key(name), self._dbs.meta)
 
     def info(self) -> StoreInfo:
         """Entry counts and sizes."""
