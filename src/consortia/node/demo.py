@@ -78,6 +78,20 @@ class _Signer:
         )
 
 
+def investor_openings(
+    signer: _Signer, investors: int, broker_a: KeyPair, broker_b: KeyPair
+) -> tuple[list[KeyPair], list[Transaction]]:
+    """Fresh investor keys and the brokers' signed ``register_account`` transactions for them
+    (alternating between the two securities firms)."""
+    keys = [signer.suite.generate_keypair() for _ in range(investors)]
+    txs = []
+    for i, kp in enumerate(keys):
+        broker, org = (broker_a, "broker-a") if i % 2 == 0 else (broker_b, "broker-b")
+        args = {"public_key": kp.public_key, "org_id": org, "roles": ["investor"]}
+        txs.append(signer.tx(broker, "registry", "register_account", args))
+    return keys, txs
+
+
 def _chunks(items: list[Transaction], size: int) -> Iterator[list[Transaction]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -145,18 +159,7 @@ def run_demo(
     )
 
     # 2. Brokers open investor accounts in bulk (real keys, real signatures).
-    investor_keys = [suite.generate_keypair() for _ in range(investors)]
-    opening: list[Transaction] = []
-    for i, kp in enumerate(investor_keys):
-        broker, org = (broker_a, "broker-a") if i % 2 == 0 else (broker_b, "broker-b")
-        opening.append(
-            signer.tx(
-                broker,
-                "registry",
-                "register_account",
-                {"public_key": kp.public_key, "org_id": org, "roles": ["investor"]},
-            )
-        )
+    investor_keys, opening = investor_openings(signer, investors, broker_a, broker_b)
     for n, chunk in enumerate(_chunks(opening, block_size), start=1):
         commit(chunk, f"open investor accounts ({n})")
         if progress is not None:

@@ -26,7 +26,7 @@ from consortia.ledger.state_tree import verify_state_proof
 from consortia.ledger.types import Transaction, decode_certificate, sign_transaction
 from consortia.modules.registry import account_key
 from consortia.node.client import NodeUnreachableError, request
-from consortia.node.demo import DemoReport, _Signer
+from consortia.node.demo import DemoReport, _Signer, investor_openings
 from consortia.node.home import key_password
 from consortia.node.local import ACCOUNTS_DIR, DATA_DIR, load_genesis, restore_state
 from consortia.node.network_home import NodeConfig, init_network
@@ -182,18 +182,7 @@ def run_network_demo(
             f"committed at height {r[0].get('height')}",
         )
 
-        investor_keys = [suite.generate_keypair() for _ in range(investors)]
-        opening = []
-        for i, kp in enumerate(investor_keys):
-            broker, org = (broker_a, "broker-a") if i % 2 == 0 else (broker_b, "broker-b")
-            opening.append(
-                signer.tx(
-                    broker,
-                    "registry",
-                    "register_account",
-                    {"public_key": kp.public_key, "org_id": org, "roles": ["investor"]},
-                )
-            )
+        investor_keys, opening = investor_openings(signer, investors, broker_a, broker_b)
         opened = 0
         for i in range(0, len(opening), block_size):
             results = submit(
