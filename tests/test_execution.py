@@ -93,7 +93,7 @@ def test_failing_transaction_gets_stable_code_and_changes_only_the_nonce(
     )
     receipt = p.receipts[0]
     assert receipt.status == TxStatus.FAILED
-    assert receipt.code == "registry.unauthorized"
+    assert receipt.code == "NOT_AUTHORIZED"
     assert receipt.events == ()
     assert d.state.tree.get(b"registry/org/x") is None
     # Exactly one key changed: the sender's account, and only its nonce.
@@ -107,28 +107,28 @@ def test_failing_transaction_gets_stable_code_and_changes_only_the_nonce(
 @pytest.mark.parametrize(
     ("method", "args", "code"),
     [
-        ("no_such_method", {}, "tx.unknown_method"),
-        ("register_org", {"org_id": "a"}, "tx.bad_arguments"),
+        ("no_such_method", {}, "UNKNOWN_METHOD"),
+        ("register_org", {"org_id": "a"}, "BAD_ARGUMENTS"),
         (
             "register_org",
             {"org_id": "a", "name": "A", "kind": "broker", "x": 1},
-            "tx.bad_arguments",
+            "BAD_ARGUMENTS",
         ),
-        ("register_org", {"org_id": 5, "name": "A", "kind": "broker"}, "tx.bad_arguments"),
+        ("register_org", {"org_id": 5, "name": "A", "kind": "broker"}, "BAD_ARGUMENTS"),
         (
             "register_org",
             {"org_id": "bad id!", "name": "A", "kind": "broker"},
-            "registry.invalid_field",
+            "INVALID_ARGUMENT",
         ),
         (
             "register_org",
             {"org_id": "r2", "name": "R", "kind": "regulator"},
-            "registry.invalid_field",
+            "INVALID_ARGUMENT",
         ),
         (
             "register_org",
             {"org_id": "exchange", "name": "dup", "kind": "broker"},
-            "registry.org_exists",
+            "ORGANIZATION_EXISTS",
         ),
     ],
 )
@@ -145,7 +145,7 @@ def test_unknown_module_fails() -> None:
     c = make_consortium("intl")
     d = Driver(c)
     p = d.commit([c.tx("exchange-admin", "nosuch", "x", {})])
-    assert p.receipts[0].code == "tx.unknown_module"
+    assert p.receipts[0].code == "UNKNOWN_MODULE"
 
 
 def _next_block(c: Consortium) -> tuple[Driver, Block]:
@@ -372,7 +372,7 @@ def test_registry_key_rotation_roles_and_freezes() -> None:
             )
         ]
     )
-    assert ok.receipts[0].code == "registry.unauthorized"  # an investor cannot set roles
+    assert ok.receipts[0].code == "NOT_AUTHORIZED"  # an investor cannot set roles
     # Org admin may change roles of its own accounts, but not grant admin or regulator.
     p = d.commit(
         [
@@ -397,11 +397,11 @@ def test_registry_key_rotation_roles_and_freezes() -> None:
     )
     assert [r.code for r in p.receipts] == [
         "",
-        "registry.unauthorized",
-        "registry.invalid_role",
-        "registry.invalid_role",
-        "registry.unauthorized",
-        "registry.invalid_role",
+        "NOT_AUTHORIZED",
+        "INVALID_ROLE",
+        "INVALID_ROLE",
+        "NOT_AUTHORIZED",
+        "INVALID_ROLE",
     ]
     assert _account(d, bob).roles == ("custodian", "investor")
     # Freezes: the regulator may; a foreign broker may not; a frozen sender is refused.
@@ -430,11 +430,11 @@ def test_registry_key_rotation_roles_and_freezes() -> None:
         ]
     )
     assert [r.code for r in p.receipts] == [
-        "registry.unauthorized",
+        "NOT_AUTHORIZED",
         "",
-        "registry.already_frozen",
-        "tx.sender_frozen",
-        "registry.unauthorized",
+        "ALREADY_FROZEN",
+        "ACCOUNT_FROZEN",
+        "NOT_AUTHORIZED",
     ]
     assert _account(d, bob).frozen and _account(d, bob).freeze_reason == "court order 7"
     assert p.receipts[1].events[0].kind == "account_frozen"
@@ -505,9 +505,9 @@ def test_register_account_checks_key_org_and_duplicates(consortium: Consortium) 
         ]
     )
     assert [r.code for r in p.receipts] == [
-        "registry.invalid_key",
-        "registry.unauthorized",
-        "registry.org_not_found",
+        "INVALID_KEY",
+        "NOT_AUTHORIZED",
+        "UNKNOWN_ORGANIZATION",
         "",
-        "registry.account_exists",
+        "ACCOUNT_ALREADY_REGISTERED",
     ]

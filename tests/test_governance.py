@@ -33,8 +33,8 @@ def test_add_then_remove_validator_by_two_thirds_of_organizations() -> None:
         "",
         "",
         "",
-        "governance.unauthorized",
-        "governance.already_approved",
+        "NOT_AUTHORIZED",
+        "ALREADY_APPROVED",
     ]
     # 3 of 5 voting organizations: not yet.
     assert d.state.next_validators.get(new_addr) is None
@@ -130,9 +130,9 @@ def test_invalid_proposals_are_refused() -> None:
         ]
     )
     assert [r.code for r in p.receipts] == [
-        "governance.invalid_proposal",
-        "governance.invalid_proposal",
-        "governance.invalid_proposal",
-        "governance.unauthorized",
-        "governance.proposal_not_found",
+        "INVALID_PROPOSAL",
+        "INVALID_PROPOSAL",
+        "INVALID_PROPOSAL",
+        "NOT_AUTHORIZED",
+        "UNKNOWN_PROPOSAL",
     ]

@@ -65,9 +65,9 @@ def test_validators_agree_survive_kill_and_catch_up(net: LocalNet) -> None:
     # Bad input gets a specific error and changes nothing.
     # (On the node that reported the commit: another node may still be a block behind.)
     bad = net.request("validator-2", "tx.submit", {"tx": tx.encode()})
-    assert bad["ok"] is False and bad["code"] == "mempool.stale_nonce", bad
+    assert bad["ok"] is False and bad["code"] == "STALE_NONCE", bad
     junk = net.request("validator-1", "tx.submit", {"tx": b"\x00garbage"})
-    assert junk == {"ok": False, "code": "mempool.malformed", "message": junk["message"]}
+    assert junk == {"ok": False, "code": "MALFORMED_TRANSACTION", "message": junk["message"]}
 
     # kill -9 one validator: the other three keep committing.
     net.kill("validator-3")

@@ -7,7 +7,8 @@
   honest proposer could include: bad signature, unknown sender, wrong nonce or chain id). The whole
   block is rejected and the state is unchanged.
 
-Codes are stable strings ``<module>.<reason>``: clients, the API and auditors key on them.
+Codes are stable upper-case strings (``NOT_AUTHORIZED``, ``INSUFFICIENT_FREE_BALANCE``): clients,
+the API and auditors key on them; the message is for people.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import ClassVar
 class TxFailure(Exception):
     """A transaction failed a business rule; ``code`` is stable, ``message`` is for people."""
 
-    code: ClassVar[str] = "tx.failed"
+    code: ClassVar[str] = "TX_FAILED"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -26,19 +27,19 @@ class TxFailure(Exception):
 
 
 class UnknownModuleError(TxFailure):
-    code = "tx.unknown_module"
+    code = "UNKNOWN_MODULE"
 
 
 class UnknownMethodError(TxFailure):
-    code = "tx.unknown_method"
+    code = "UNKNOWN_METHOD"
 
 
 class BadArgumentsError(TxFailure):
-    code = "tx.bad_arguments"
+    code = "BAD_ARGUMENTS"
 
 
 class SenderFrozenError(TxFailure):
-    code = "tx.sender_frozen"
+    code = "ACCOUNT_FROZEN"
 
 
 class InvalidBlock(Exception):

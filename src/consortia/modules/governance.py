@@ -59,23 +59,23 @@ class ValidatorProposal:
 
 
 class GovernanceUnauthorizedError(TxFailure):
-    code = "governance.unauthorized"
+    code = "NOT_AUTHORIZED"
 
 
 class InvalidProposalError(TxFailure):
-    code = "governance.invalid_proposal"
+    code = "INVALID_PROPOSAL"
 
 
 class ProposalNotFoundError(TxFailure):
-    code = "governance.proposal_not_found"
+    code = "UNKNOWN_PROPOSAL"
 
 
 class ProposalClosedError(TxFailure):
-    code = "governance.proposal_closed"
+    code = "PROPOSAL_CLOSED"
 
 
 class AlreadyApprovedError(TxFailure):
-    code = "governance.already_approved"
+    code = "ALREADY_APPROVED"
 
 
 def _voter_org(ctx: TxContext) -> str:

@@ -108,43 +108,43 @@ def account_key(address: bytes) -> bytes:
 
 
 class UnauthorizedError(TxFailure):
-    code = "registry.unauthorized"
+    code = "NOT_AUTHORIZED"
 
 
 class OrgExistsError(TxFailure):
-    code = "registry.org_exists"
+    code = "ORGANIZATION_EXISTS"
 
 
 class OrgNotFoundError(TxFailure):
-    code = "registry.org_not_found"
+    code = "UNKNOWN_ORGANIZATION"
 
 
 class AccountExistsError(TxFailure):
-    code = "registry.account_exists"
+    code = "ACCOUNT_ALREADY_REGISTERED"
 
 
 class AccountNotFoundError(TxFailure):
-    code = "registry.account_not_found"
+    code = "ACCOUNT_NOT_REGISTERED"
 
 
 class InvalidKeyError(TxFailure):
-    code = "registry.invalid_key"
+    code = "INVALID_KEY"
 
 
 class InvalidRoleError(TxFailure):
-    code = "registry.invalid_role"
+    code = "INVALID_ROLE"
 
 
 class InvalidFieldError(TxFailure):
-    code = "registry.invalid_field"
+    code = "INVALID_ARGUMENT"
 
 
 class AlreadyFrozenError(TxFailure):
-    code = "registry.already_frozen"
+    code = "ALREADY_FROZEN"
 
 
 class NotFrozenError(TxFailure):
-    code = "registry.not_frozen"
+    code = "NOT_FROZEN"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -197,8 +197,8 @@ def run_demo(
         "rule violations",
     )
     codes = [r.code for r in blk.receipts]
-    check("cross-firm account opening refused", codes[0] == "registry.unauthorized", codes[0])
-    check("regulator role cannot be granted", codes[1] == "registry.invalid_role", codes[1])
+    check("cross-firm account opening refused", codes[0] == "NOT_AUTHORIZED", codes[0])
+    check("regulator role cannot be granted", codes[1] == "INVALID_ROLE", codes[1])
 
     # 4. Key rotation: alice rotates; her old key no longer signs for her.
     alice_new = suite.generate_keypair()
@@ -263,12 +263,12 @@ def run_demo(
     )
     check(
         "frozen account cannot transact",
-        blk.receipts[0].code == "tx.sender_frozen",
+        blk.receipts[0].code == "ACCOUNT_FROZEN",
         blk.receipts[0].code,
     )
     check(
         "a broker cannot freeze the regulator",
-        blk.receipts[1].code == "registry.unauthorized",
+        blk.receipts[1].code == "NOT_AUTHORIZED",
         blk.receipts[1].code,
     )
     commit(

@@ -232,7 +232,7 @@ def run_network_demo(
         )
         check(
             "regulator role cannot be granted",
-            results[1].get("code") == "registry.invalid_role",
+            results[1].get("code") == "INVALID_ROLE",
             str(results[1].get("code")),
         )
         results = submit(
@@ -249,7 +249,7 @@ def run_network_demo(
         )
         check(
             "frozen account cannot transact",
-            results[0].get("code") == "tx.sender_frozen",
+            results[0].get("code") == "ACCOUNT_FROZEN",
             str(results[0].get("code")),
         )
         foreign = sign_transaction(
@@ -266,7 +266,7 @@ def run_network_demo(
         )
         check(
             "signature made for another chain refused",
-            reply.get("code") == "mempool.bad_signature",
+            reply.get("code") == "BAD_SIGNATURE",
             str(reply.get("code")),
         )
         results = submit(

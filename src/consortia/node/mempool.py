@@ -36,51 +36,51 @@ class MempoolLimits:
 class MempoolError(ValueError):
     """A transaction was not admitted (base class; ``code`` is stable for API clients)."""
 
-    code = "mempool.rejected"
+    code = "TRANSACTION_REJECTED"
 
 
 class MalformedTransactionError(MempoolError):
-    code = "mempool.malformed"
+    code = "MALFORMED_TRANSACTION"
 
 
 class TransactionTooLargeError(MempoolError):
-    code = "mempool.too_large"
+    code = "TRANSACTION_TOO_LARGE"
 
 
 class WrongChainError(MempoolError):
-    code = "mempool.wrong_chain"
+    code = "WRONG_CHAIN"
 
 
 class UnknownSenderError(MempoolError):
-    code = "mempool.unknown_sender"
+    code = "UNKNOWN_SENDER"
 
 
 class StaleNonceError(MempoolError):
-    code = "mempool.stale_nonce"
+    code = "STALE_NONCE"
 
 
 class NonceTooFarError(MempoolError):
-    code = "mempool.nonce_too_far"
+    code = "NONCE_TOO_FAR"
 
 
 class BadSignatureError(MempoolError):
-    code = "mempool.bad_signature"
+    code = "BAD_SIGNATURE"
 
 
 class DuplicateTransactionError(MempoolError):
-    code = "mempool.duplicate"
+    code = "DUPLICATE_TRANSACTION"
 
 
 class NonceTakenError(MempoolError):
-    code = "mempool.nonce_taken"
+    code = "NONCE_TAKEN"
 
 
 class MempoolFullError(MempoolError):
-    code = "mempool.full"
+    code = "MEMPOOL_FULL"
 
 
 class SenderQuotaError(MempoolError):
-    code = "mempool.sender_quota"
+    code = "SENDER_QUOTA_EXCEEDED"
 
 
 @dataclass(frozen=True)

@@ -626,9 +626,7 @@ class Node:
                     got = await frames.read_message(reader)
                 except frames.FrameError as exc:
                     writer.write(
-                        frames.encode_frame(
-                            {"ok": False, "code": "client.bad_frame", "message": str(exc)}
-                        )
+                        frames.encode_frame({"ok": False, "code": "BAD_FRAME", "message": str(exc)})
                     )
                     break
                 if got is None:
@@ -651,7 +649,7 @@ class Node:
         if msg.type == "tx.submit":
             raw = body.get("tx")
             if not isinstance(raw, bytes):
-                return {"ok": False, "code": "client.bad_request", "message": "tx must be bytes"}
+                return {"ok": False, "code": "BAD_REQUEST", "message": "tx must be bytes"}
             results = await self._submit([raw], wait=bool(body.get("wait")))
             return results[0]
         if msg.type == "tx.submit_many":
@@ -663,14 +661,14 @@ class Node:
             ):
                 return {
                     "ok": False,
-                    "code": "client.bad_request",
+                    "code": "BAD_REQUEST",
                     "message": f"txs must be a list of 1..{MAX_TXS_PER_REQUEST} byte strings",
                 }
             return {"ok": True, "results": await self._submit(raws, wait=bool(body.get("wait")))}
         if msg.type == "block.get":
             height = body.get("height")
             if not isinstance(height, int) or not 1 <= height <= self.height:
-                return {"ok": False, "code": "client.not_found", "message": f"no block {height!r}"}
+                return {"ok": False, "code": "NOT_FOUND", "message": f"no block {height!r}"}
             return {
                 "ok": True,
                 "block": self.store.block(height),
@@ -679,7 +677,7 @@ class Node:
             }
         return {
             "ok": False,
-            "code": "client.unknown_request",
+            "code": "UNKNOWN_REQUEST",
             "message": f"unknown request {msg.type!r}",
         }
 
@@ -718,7 +716,7 @@ class Node:
                         self.waiters.pop(replies[i]["tx_hash"], None)
                     replies[i] = {
                         "ok": False,
-                        "code": "client.timeout",
+                        "code": "NOT_COMMITTED_IN_TIME",
                         "message": "not committed in time",
                         "tx_hash": replies[i]["tx_hash"],
                     }
