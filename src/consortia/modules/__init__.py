@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from consortia.execution.module import Module
-from consortia.modules import governance, investors, registry, securities
+from consortia.modules import enforcement, governance, investors, registry, securities
 
 NATIVE_MODULES: dict[str, Module] = {
-    m.name: m for m in (registry.MODULE, governance.MODULE, investors.MODULE, securities.MODULE)
+    m.name: m
+    for m in (
+        registry.MODULE,
+        governance.MODULE,
+        investors.MODULE,
+        securities.MODULE,
+        enforcement.MODULE,
+    )
 }
 
 __all__ = ["NATIVE_MODULES"]

@@ -22,6 +22,7 @@ State keys:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from consortia.execution.context import TxContext
@@ -51,6 +52,10 @@ MAX_TEXT = 200
 MAX_MAPPING_ENTRIES = 1000
 DISCLOSURE_STEP_PCT = 5
 STEPS_PER_WHOLE = 100 // DISCLOSURE_STEP_PCT
+
+# Run by ``transfer`` before it reads freezes, with (ctx, code, from account, to account): the
+# enforcement module registers one that processes expired freezes and activates waiting ones.
+SETTLE_HOOKS: list[Callable[[TxContext, str, str, str], None]] = []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,7 +201,7 @@ class NotHaltedError(TxFailure):
 
 
 # ---------------------------------------------------------------------------------------------
-# Reads and shared checks (also for the pledge / freeze / corporate-action methods to come)
+# Reads and shared checks (also used by the enforcement module)
 
 
 def require_security(ctx: TxContext, code: str) -> Security:
@@ -229,7 +234,7 @@ def _check_amount(name: str, amount: int, *, positive: bool = True) -> None:
         raise InvalidArgumentError(f"{name} must be an integer in {low}..{MAX_AMOUNT}")
 
 
-def _check_not_frozen(ctx: TxContext, acct: SecuritiesAccount) -> None:
+def check_not_frozen(ctx: TxContext, acct: SecuritiesAccount) -> None:
     """Neither the securities account nor its investor's chain account may be frozen."""
     if acct.frozen:
         raise AccountFrozenError(
@@ -259,7 +264,7 @@ def _step(total: int, issued: int) -> int:
     return 0 if issued <= 0 else (total * STEPS_PER_WHOLE) // issued
 
 
-class _Book:
+class Book:
     """The holdings a transaction changes, buffered so every check precedes every write."""
 
     def __init__(self, ctx: TxContext, sec: Security) -> None:
@@ -444,9 +449,9 @@ def issue(ctx: TxContext, args: IssueArgs) -> None:
             f"({sec.issued} issued)"
         )
     acct = require_open_account(ctx, args.account_id)
-    _check_not_frozen(ctx, acct)
+    check_not_frozen(ctx, acct)
     _check_suitability(ctx, sec, acct)
-    book = _Book(ctx, sec)
+    book = Book(ctx, sec)
     book.set(_credit(ctx, sec, book.get(acct), args.amount, args.amount))
     issued = sec.issued + args.amount
     ctx.put_record(security_key(sec.code), replace(sec, issued=issued))
@@ -502,7 +507,7 @@ def map_holdings(ctx: TxContext, args: MapHoldingsArgs) -> None:
         raise ExceedsAuthorizedError(
             f"mapping {total} would exceed the authorized {sec.authorized} ({sec.issued} issued)"
         )
-    book = _Book(ctx, sec)
+    book = Book(ctx, sec)
     for e in args.entries:
         acct = require_open_account(ctx, e.account_id)
         book.set(_credit(ctx, sec, book.get(acct), e.amount, e.locked))
@@ -588,9 +593,14 @@ def transfer(ctx: TxContext, args: TransferArgs) -> None:
     dst = require_open_account(ctx, args.to_account)
     if sec.halted:
         raise TradingHaltedError(f"trading in {sec.code!r} is halted: {sec.halt_reason}")
-    _check_not_frozen(ctx, src)
-    _check_not_frozen(ctx, dst)
-    book = _Book(ctx, sec)
+    if SETTLE_HOOKS:
+        for hook in SETTLE_HOOKS:
+            hook(ctx, sec.code, src.account_id, dst.account_id)
+        src = require_open_account(ctx, src.account_id)
+        dst = require_open_account(ctx, dst.account_id)
+    check_not_frozen(ctx, src)
+    check_not_frozen(ctx, dst)
+    book = Book(ctx, sec)
     held = book.get(src)
     free = held.free(ctx.time_ms)
     if args.amount > free:
