@@ -25,6 +25,7 @@ from consortia.execution.errors import (
     InvalidBlock,
     InvalidTransactionError,
     SenderFrozenError,
+    SenderOrgInactiveError,
     TxFailure,
     UnknownMethodError,
     UnknownModuleError,
@@ -65,7 +66,7 @@ from consortia.ledger.types import (
     verify_transaction_signature,
 )
 from consortia.modules import NATIVE_MODULES
-from consortia.modules.registry import Account, account_key
+from consortia.modules.registry import Account, Organization, account_key, org_key
 
 
 def ensure(condition: bool, error: type[InvalidBlock], message: str) -> None:
@@ -293,6 +294,9 @@ def check_admission(
 def _run(ctx: TxContext, tx: Transaction, sender: Account) -> None:
     if sender.frozen:
         raise SenderFrozenError(f"account {sender.address.hex()} is frozen: {sender.freeze_reason}")
+    org = ctx.get_record(org_key(sender.org_id), Organization)
+    if org is None or not org.active:
+        raise SenderOrgInactiveError(f"organization {sender.org_id!r} is not an active member")
     module = NATIVE_MODULES.get(tx.module)
     if module is None:
         raise UnknownModuleError(f"no module {tx.module!r} on this chain")

@@ -42,6 +42,12 @@ class SenderFrozenError(TxFailure):
     code = "ACCOUNT_FROZEN"
 
 
+class SenderOrgInactiveError(TxFailure):
+    """The sender's organization was removed from the consortium: its accounts cannot act."""
+
+    code = "ORGANIZATION_INACTIVE"
+
+
 class InvalidBlock(Exception):
     """The block must be rejected as a whole (base class; each subclass names one check)."""
 

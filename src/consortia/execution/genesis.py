@@ -17,6 +17,13 @@ from consortia.crypto import CryptoError, get_suite
 from consortia.execution.state import VSET_CURRENT, VSET_LAST, VSET_NEXT, ChainState
 from consortia.ledger.state_tree import StateTree
 from consortia.ledger.types import Validator, ValidatorSet
+from consortia.modules.governance import (
+    GENESIS_PARAMS,
+    InvalidProposalError,
+    ParamValue,
+    check_param,
+    param_key,
+)
 from consortia.modules.registry import (
     ORG_KINDS,
     ORG_LIST_KEY,
@@ -174,10 +181,17 @@ def validate_genesis(g: Genesis) -> None:
         vaddrs.add(vaddr)
         if not 1 <= v.power < 1 << 40:
             raise GenesisError(f"validator {v.name}: power must be positive")
+    for gname, pname in sorted(GENESIS_PARAMS.items()):
+        if gname in g.params:
+            try:
+                check_param(pname, g.params[gname])
+            except InvalidProposalError as exc:
+                raise GenesisError(f"params.{gname}: {exc}") from exc
 
 
 def genesis_state(g: Genesis) -> ChainState:
-    """The state at height 0: organizations, accounts (nonce 0) and the validator set."""
+    """The state at height 0: organizations, accounts (nonce 0), the validator set and the
+    governance parameters seeded from ``params`` (e.g. ``governance_threshold_bp``)."""
     validate_genesis(g)
     suite = get_suite(g.suite)
     writes: dict[bytes, bytes | None] = {}
@@ -194,6 +208,9 @@ def genesis_state(g: Genesis) -> ChainState:
     for key in (VSET_LAST, VSET_CURRENT, VSET_NEXT):
         writes[key] = codec.encode_struct(vset)
     writes[ORG_LIST_KEY] = codec.encode_struct(OrgList(tuple(sorted(o.org_id for o in g.orgs))))
+    for gname, pname in GENESIS_PARAMS.items():
+        if gname in g.params:
+            writes[param_key(pname)] = codec.encode_struct(ParamValue(g.params[gname]))
     tree = StateTree.empty(suite.hash).update(writes)
     return ChainState(
         suite_name=g.suite,

@@ -244,21 +244,32 @@ class RegisterOrgArgs:
     kind: str
 
 
-def register_org(ctx: TxContext, args: RegisterOrgArgs) -> None:
-    """Admit a member organization (consortium admin only). Regulators come from genesis."""
-    require_role(require_account(ctx, ctx.sender), "admin")
-    _check_id("org_id", args.org_id)
-    _check_text("name", args.name)
-    if args.kind not in ORG_KINDS or args.kind == "regulator":
-        raise InvalidFieldError(f"organization kind {args.kind!r} is not admissible by transaction")
-    if ctx.get(org_key(args.org_id)) is not None:
-        raise OrgExistsError(f"organization {args.org_id!r} already exists")
+def check_new_org(ctx: TxContext, org_id: str, name: str, kind: str) -> None:
+    """Raise unless an organization ``org_id`` may be admitted now (never a regulator)."""
+    _check_id("org_id", org_id)
+    _check_text("name", name)
+    if kind not in ORG_KINDS or kind == "regulator":
+        raise InvalidFieldError(f"organization kind {kind!r} is not admissible by transaction")
+    if ctx.get(org_key(org_id)) is not None:
+        raise OrgExistsError(f"organization {org_id!r} already exists")
     orgs = ctx.get_record(ORG_LIST_KEY, OrgList) or OrgList(())
     if len(orgs.org_ids) >= MAX_ORGS:
         raise InvalidFieldError(f"the consortium already has {MAX_ORGS} organizations")
-    ctx.put_record(ORG_LIST_KEY, OrgList(tuple(sorted((*orgs.org_ids, args.org_id)))))
-    ctx.put_record(org_key(args.org_id), Organization(args.org_id, args.name, args.kind, True))
-    ctx.emit(NAME, "org_registered", org_id=args.org_id, kind=args.kind)
+
+
+def add_org(ctx: TxContext, org_id: str, name: str, kind: str) -> None:
+    """Write a new active organization (after ``check_new_org``) and emit ``org_registered``."""
+    check_new_org(ctx, org_id, name, kind)
+    orgs = ctx.get_record(ORG_LIST_KEY, OrgList) or OrgList(())
+    ctx.put_record(ORG_LIST_KEY, OrgList(tuple(sorted((*orgs.org_ids, org_id)))))
+    ctx.put_record(org_key(org_id), Organization(org_id, name, kind, True))
+    ctx.emit(NAME, "org_registered", org_id=org_id, kind=kind)
+
+
+def register_org(ctx: TxContext, args: RegisterOrgArgs) -> None:
+    """Admit a member organization (consortium admin only). Regulators come from genesis."""
+    require_role(require_account(ctx, ctx.sender), "admin")
+    add_org(ctx, args.org_id, args.name, args.kind)
 
 
 @dataclass(frozen=True)
