@@ -485,6 +485,10 @@ class Node:
             except (codec.CodecError, WireFormatError, KeyError, TypeError, ValueError) as exc:
                 # A malformed message from an authenticated peer: drop the message, log who.
                 log.warning("bad %s from %s: %s", received.message.type, received.peer, exc)
+            except Exception:
+                # A bug, not bad input: log it loudly with its traceback, but keep the node
+                # serving — a silently dead receive loop would stall consensus unnoticed.
+                log.exception("error handling %s from %s", received.message.type, received.peer)
 
     def _on_message(self, received: Received) -> None:
         msg = received.message
