@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from consortia.execution.module import Module
-from consortia.modules import enforcement, governance, investors, registry, securities
+from consortia.modules import (
+    corporate_actions,
+    enforcement,
+    governance,
+    investors,
+    registry,
+    securities,
+)
 
 NATIVE_MODULES: dict[str, Module] = {
     m.name: m
@@ -13,6 +20,7 @@ NATIVE_MODULES: dict[str, Module] = {
         investors.MODULE,
         securities.MODULE,
         enforcement.MODULE,
+        corporate_actions.MODULE,
     )
 }
 

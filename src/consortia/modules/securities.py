@@ -57,6 +57,12 @@ STEPS_PER_WHOLE = 100 // DISCLOSURE_STEP_PCT
 # enforcement module registers one that processes expired freezes and activates waiting ones.
 SETTLE_HOOKS: list[Callable[[TxContext, str, str, str], None]] = []
 
+# Run by ``Book.flush`` before it writes anything, with (ctx, book): every change of a balance
+# (issuance, asset mapping, transfer, forced transfer) passes here while ``book.originals`` still
+# holds the balances before the change. The corporate actions module registers one that freezes
+# record-date entitlements and keeps its holder index. A hook may raise a ``TxFailure``.
+BALANCE_HOOKS: list[Callable[[TxContext, Book], None]] = []
+
 
 # ---------------------------------------------------------------------------------------------
 # Records
@@ -289,6 +295,8 @@ class Book:
     def flush(self, issued_after: int) -> None:
         """Write holdings, position counts, investor totals; emit disclosure events."""
         ctx, code = self.ctx, self.sec.code
+        for hook in BALANCE_HOOKS:
+            hook(ctx, self)
         deltas: dict[str, int] = {}
         for account_id in sorted(self.holdings):
             before, after = self.originals[account_id], self.holdings[account_id]
