@@ -38,7 +38,11 @@ ROLES: frozenset[str] = frozenset(
     }
 )
 GENESIS_ONLY_ROLES: frozenset[str] = frozenset({"regulator"})
-ADMIN_ONLY_ROLES: frozenset[str] = frozenset({"admin", "central_bank"})
+# Roles with consortium-wide powers: only a consortium admin (or governance) grants them, never
+# an organization's own org_admin (else a broker could make itself the market operator).
+ADMIN_ONLY_ROLES: frozenset[str] = frozenset(
+    {"admin", "central_bank", "exchange", "validator_operator"}
+)
 
 ORG_KINDS: frozenset[str] = frozenset(
     {
