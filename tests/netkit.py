@@ -97,11 +97,16 @@ class LocalNet:
                 proc.wait()
 
     def status(self, name: str) -> dict[str, Any] | None:
+        """The node's status, or None if it does not answer as *that* node (down, busy, or —
+        should another test's network have taken the port — someone else)."""
         cfg = self.configs[name]
         try:
-            return call(cfg.host, cfg.client_port, "status", timeout_s=3)
+            reply = call(cfg.host, cfg.client_port, "status", timeout_s=5)
         except (NodeUnreachableError, OSError):
             return None
+        if reply.get("node") != name or "height" not in reply:
+            return None
+        return reply
 
     def request(
         self, name: str, kind: str, body: dict[str, Any], timeout_s: float = 30

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from consortia import codec
 from consortia.cli.crypto_cmd import app as crypto_app
+from consortia.cli.tx_cmd import tx as tx_command
 from consortia.crypto import CryptoError
 from consortia.execution.genesis import GenesisError
 from consortia.ledger.types import decode_block
@@ -39,6 +40,7 @@ app = typer.Typer(
 ledger_app = typer.Typer(help="Inspect and re-verify a node's stored chain.", no_args_is_help=True)
 app.add_typer(crypto_app, name="crypto")
 app.add_typer(ledger_app, name="ledger")
+app.command("tx")(tx_command)
 
 # Wide enough for the demo table when output is not a terminal (CI logs, pipes).
 console = Console(width=None if sys.stdout.isatty() else 120)

@@ -19,6 +19,8 @@ Client port (plain TCP on 127.0.0.1, same framing; one request → one response)
     tx.submit_many {txs, wait} → {ok, results: [one reply as above per transaction]}
     status {}             → {node, role, height, last_block_hash, peers, mempool}
     block.get {height}    → {block, certificate} (hex-free raw bytes) or an error
+    account.get {address} → {ok, address, org_id, roles, nonce, frozen} (committed state) or
+                            {ok: false, code: NOT_FOUND}
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from consortia.execution.apply import (
     evidence_key,
     propose_block,
 )
+from consortia.execution.context import decode_record
 from consortia.execution.errors import InvalidBlock
 from consortia.execution.sigcache import SignatureCache
 from consortia.ledger.evidence import decode_evidence
@@ -79,6 +82,7 @@ from consortia.ledger.types import (
     sign_vote,
     verify_commit,
 )
+from consortia.modules.registry import Account, account_key
 from consortia.net import frames, pki
 from consortia.net.transport import NetConfig, PeerAddress, PeerNetwork, Received
 from consortia.node.local import DATA_DIR, load_genesis, restore_state, store_block
@@ -679,10 +683,30 @@ class Node:
                 "certificate": self.store.certificate(height),
                 "receipts": self.store.receipts(height),
             }
+        if msg.type == "account.get":
+            return self._account_reply(body.get("address"))
         return {
             "ok": False,
             "code": "UNKNOWN_REQUEST",
             "message": f"unknown request {msg.type!r}",
+        }
+
+    def _account_reply(self, address: object) -> dict[str, Any]:
+        """A registry account as of the last committed block (its next nonce, roles, frozen)."""
+        if not isinstance(address, bytes):
+            return {"ok": False, "code": "BAD_REQUEST", "message": "address must be bytes"}
+        raw = self.state.tree.get(account_key(address))
+        if raw is None:
+            return {"ok": False, "code": "NOT_FOUND", "message": f"no account {address.hex()}"}
+        acct = decode_record(Account, raw)
+        return {
+            "ok": True,
+            "address": acct.address,
+            "org_id": acct.org_id,
+            "roles": list(acct.roles),
+            "nonce": acct.nonce,
+            "frozen": acct.frozen,
+            "height": self.height,
         }
 
     async def _submit(self, raws: list[bytes], *, wait: bool) -> list[dict[str, Any]]:
