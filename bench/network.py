@@ -36,6 +36,7 @@ from consortia.crypto import decrypt_key_file, get_suite
 from consortia.ledger.types import Transaction, sign_transaction
 from consortia.node.client import ClientConnection, call
 from consortia.node.network_home import NodeConfig, init_network
+from consortia.node.supervisor import spawn_node
 
 PASSWORD = "bench"
 SENDERS = {
@@ -162,29 +163,7 @@ def run_suite(
         per_sender = int((rate + ceiling) * seconds / len(SENDERS)) + 1
         queues = presign(home, suite_name, per_sender)
         configs = [NodeConfig.load(home / n) for n in NODES]
-        env = {**os.environ, "CONSORTIA_KEY_PASSWORD": PASSWORD, "PYTHONUNBUFFERED": "1"}
-        procs = []
-        for n in NODES:
-            log = open(home / n / "node.log", "ab")  # noqa: SIM115
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "consortia",
-                        "node",
-                        "start",
-                        "--home",
-                        str(home / n),
-                        "--log-level",
-                        "WARNING",
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                )
-            )
-            log.close()
+        procs = [spawn_node(home / n, password=PASSWORD, log_level="WARNING") for n in NODES]
         try:
             deadline = time.monotonic() + 30
             while True:

@@ -6,13 +6,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from consortia.node.client import NodeUnreachableError, call
 from consortia.node.network_home import NodeConfig, init_network
+from consortia.node.supervisor import spawn_node
 
 PASSWORD = "net-test"
 
@@ -67,15 +67,7 @@ class LocalNet:
         self.configs = {name: NodeConfig.load(home / name) for name in self.names}
 
     def start(self, name: str) -> None:
-        log = open(self.home / name / "node.log", "ab")  # noqa: SIM115 - closed by the child
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "consortia", "node", "start", "--home", str(self.home / name)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, "CONSORTIA_KEY_PASSWORD": PASSWORD, "PYTHONUNBUFFERED": "1"},
-        )
-        log.close()
+        self.procs[name] = spawn_node(self.home / name, password=PASSWORD)
 
     def start_all(self) -> None:
         for name in self.names:

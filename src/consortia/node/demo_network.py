@@ -10,11 +10,9 @@ re-verified from genesis, and an account is proven against the head's state root
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -30,7 +28,7 @@ from consortia.node.demo import DemoReport, _Signer, investor_openings
 from consortia.node.home import key_password
 from consortia.node.local import ACCOUNTS_DIR, DATA_DIR, load_genesis, restore_state
 from consortia.node.network_home import NodeConfig, init_network
-from consortia.node.supervisor import LOG_FILE
+from consortia.node.supervisor import spawn_node
 from consortia.node.verify import verify_chain
 from consortia.storage import ChainStore
 
@@ -47,22 +45,7 @@ class _Network:
         self.configs = {n: NodeConfig.load(home / n) for n in NODES}
 
     def start(self, name: str) -> None:
-        with open(self.home / name / LOG_FILE, "ab") as log:
-            self.procs[name] = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "consortia",
-                    "node",
-                    "start",
-                    "--home",
-                    str(self.home / name),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, "CONSORTIA_KEY_PASSWORD": self.password},
-            )
+        self.procs[name] = spawn_node(self.home / name, password=self.password)
 
     def kill(self, name: str) -> None:
         proc = self.procs.pop(name)

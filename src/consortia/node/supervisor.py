@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,18 +43,38 @@ class _Child:
     home: Path
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
-    log: Any = field(default=None)
+
+
+def spawn_node(
+    node_home: Path, *, password: str | None = None, log_level: str = "INFO"
+) -> subprocess.Popen[bytes]:
+    """Start ``consortia node start`` for ``node_home`` as its own process, output appended to
+    ``node_home/node.log`` (the supervisor, the network demo, tests and benchmarks use this)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if password is not None:
+        env["CONSORTIA_KEY_PASSWORD"] = password
+    with open(node_home / LOG_FILE, "ab") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "consortia",
+                "node",
+                "start",
+                "--home",
+                str(node_home),
+                "--log-level",
+                log_level,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
 
 
 def _spawn(child: _Child) -> None:
-    child.log = open(child.home / LOG_FILE, "ab")  # noqa: SIM115 - owned by the child record
-    child.proc = subprocess.Popen(
-        [sys.executable, "-m", "consortia", "node", "start", "--home", str(child.home)],
-        stdout=child.log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    child.proc = spawn_node(child.home)
 
 
 def supervise(home: Path, *, say: Callable[[str], None] = print, restart: bool = True) -> int:
@@ -78,7 +98,6 @@ def supervise(home: Path, *, say: Callable[[str], None] = print, restart: bool =
             for child in children:
                 if child.proc is not None and child.proc.poll() is not None and not stopping:
                     say(f"{child.home.name} exited with {child.proc.returncode}")
-                    child.log.close()
                     if restart:
                         time.sleep(RESTART_DELAY_S)
                         child.restarts += 1
@@ -100,8 +119,6 @@ def supervise(home: Path, *, say: Callable[[str], None] = print, restart: bool =
             except subprocess.TimeoutExpired:
                 child.proc.kill()
                 child.proc.wait()
-            if child.log is not None:
-                child.log.close()
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
         say("all nodes stopped")

@@ -342,29 +342,29 @@ class _PointReads(ABC):
     def _key_limit(self) -> int:
         """Longest state key accepted."""
 
+    def _at_height(self, height: int, db: lmdb._Database) -> bytes | None:
+        _check_height(height)
+        return self._get(_height_key(height), db)
+
     def head(self) -> tuple[int, bytes] | None:
         """``(height, block hash)`` of the last committed block, or None for an empty store."""
         return _decode_head(self._get(_META_HEAD, self._dbs.meta))
 
     def block(self, height: int) -> bytes | None:
         """The block committed at ``height`` (>= 1), or None if above head."""
-        _check_height(height)
-        return self._get(_height_key(height), self._dbs.blocks)
+        return self._at_height(height, self._dbs.blocks)
 
     def certificate(self, height: int) -> bytes | None:
         """The (latest) commit certificate stored for ``height`` (>= 1), or None above head."""
-        _check_height(height)
-        return self._get(_height_key(height), self._dbs.certs)
+        return self._at_height(height, self._dbs.certs)
 
     def receipts(self, height: int) -> bytes | None:
         """The receipts of the block at ``height`` (>= 1), or None above head."""
-        _check_height(height)
-        return self._get(_height_key(height), self._dbs.receipts)
+        return self._at_height(height, self._dbs.receipts)
 
     def block_hash(self, height: int) -> bytes | None:
         """The hash of the block at ``height`` (>= 1), or None above head."""
-        _check_height(height)
-        return self._get(_height_key(height), self._dbs.hashes)
+        return self._at_height(height, self._dbs.hashes)
 
     def state_get(self, key: bytes) -> bytes | None:
         """The current value of state ``key``, or None if absent."""
