@@ -471,6 +471,127 @@ def test_unauthorized_roles_are_refused() -> None:
     assert events(p) == []
 
 
+def test_court_freezes_a_second_freeze_waits_and_the_court_lifts_and_enforces() -> None:
+    """The genesis court officer (role ``court``, organization court-sh) is a judicial authority:
+    it freezes a holding, its second freeze on the already frozen shares waits, lifting the first
+    lets the second take effect, and it enforces that one by forced transfer. Neither a broker nor
+    an issuer can do any of it."""
+    c, d = equity_world()
+    court = "court-officer"
+    p = commit_ok(
+        d,
+        [
+            freeze_tx(c, "C1", "SA-A", 100, who=court),
+            freeze_tx(c, "C2", "SA-A", 60, who=court),  # nothing free: waits in full
+        ],
+    )
+    assert [(k, a["freeze_id"], a["status"], a["authority"]) for k, a in events(p)] == [
+        ("frozen", "C1", "active", c.addr(court)),
+        ("frozen", "C2", "waiting", c.addr(court)),
+    ]
+    assert events(p)[1][1]["reference"] == "(2026) court ruling C2"
+    f = freeze_of(d, "C1")
+    assert (f.authority, f.authority_org) == (c.addr(court), "court-sh")
+    assert [state_of(d, f) for f in ("C1", "C2")] == [("active", 100), ("waiting", 0)]
+
+    # A broker (the account's own) and an issuer (of the frozen security) are refused everything.
+    refused = [
+        tx
+        for who in ("broker-a-admin", "issuer")
+        for tx in (
+            freeze_tx(c, f"X-{who}", "SA-A", 1, who=who),
+            freeze_tx(c, f"Y-{who}", "SA-A", 0, code="", who=who),
+            unfreeze_tx(c, "C1", who=who),
+            unfreeze_tx(c, "C2", who=who),
+            forced_tx(c, "C1", "SA-B", who=who),
+        )
+    ]
+    p = d.commit([*refused, transfer_tx(c, "EQ1", "SA-A", "SA-B", 1)])
+    assert codes(p) == ["NOT_AUTHORIZED"] * len(refused) + ["INSUFFICIENT_FREE_BALANCE"]
+    assert events(p) == []
+    assert [state_of(d, f) for f in ("C1", "C2")] == [("active", 100), ("waiting", 0)]
+
+    # The court lifts C1: the waiting C2 takes effect in full, the rest is free.
+    p = commit_ok(d, [unfreeze_tx(c, "C1", who=court)])
+    assert [(k, a["freeze_id"], a.get("activated")) for k, a in events(p)] == [
+        ("unfrozen", "C1", None),
+        ("freeze_activated", "C2", 60),
+    ]
+    assert events(p)[0][1]["unfreeze_reference"] == "lift order C1"
+    assert [state_of(d, f) for f in ("C1", "C2")] == [("lifted", 100), ("active", 60)]
+    p = d.commit(
+        [transfer_tx(c, "EQ1", "SA-A", "SA-B", 41), transfer_tx(c, "EQ1", "SA-A", "SA-B", 40)]
+    )
+    assert codes(p) == ["INSUFFICIENT_FREE_BALANCE", ""]
+
+    # Judicial enforcement by the court: C2's 60 shares go to SA-D, consuming the freeze.
+    p = d.commit(
+        [forced_tx(c, "C2", "SA-D", who="broker-a-admin"), forced_tx(c, "C2", "SA-D", who=court)]
+    )
+    assert codes(p) == ["NOT_AUTHORIZED", ""]
+    (kind, attrs), *_ = events(p)
+    assert (kind, attrs["transferred"], attrs["reference"]) == (
+        "forced_transfer",
+        60,
+        "(2026) court ruling C2",
+    )
+    assert state_of(d, "C2") == ("enforced", 60)
+    assert [balance(d, "EQ1", a) for a in HOLDERS] == [0, 40, 0, 60]
+    assert read(d, holding_freezes_key("EQ1", "SA-A"), FreezeList) is None
+
+
+def test_court_and_regulator_lift_each_others_freezes() -> None:
+    """Both are freeze authorities (``FREEZE_AUTHORITIES``): either may lift the other's freeze."""
+    c, d = equity_world()
+    commit_ok(
+        d,
+        [
+            freeze_tx(c, "R1", "SA-A", 10, who="regulator"),
+            freeze_tx(c, "C1", "SA-A", 10, who="court-officer"),
+        ],
+    )
+    commit_ok(d, [unfreeze_tx(c, "R1", who="court-officer"), unfreeze_tx(c, "C1")])
+    assert [state_of(d, f)[0] for f in ("R1", "C1")] == ["lifted", "lifted"]
+
+
+def test_court_freezes_and_unfreezes_registry_accounts() -> None:
+    """A court freezes any chain account for judicial purposes (not the regulator's); a frozen
+    account sends nothing; an issuer cannot lift the freeze, the court can."""
+    c, d = equity_world()
+    court = "court-officer"
+
+    def acct_tx(who: str, method: str, target: str) -> Transaction:
+        args = {"address": c.addr(target), "reason": f"(2026) ruling on {target}"}
+        return c.tx(who, "registry", method, args)
+
+    p = d.commit(
+        [
+            acct_tx(court, "freeze_account", "regulator"),
+            acct_tx("issuer", "freeze_account", "inv-a"),
+            acct_tx(court, "freeze_account", "inv-a"),
+            acct_tx(court, "freeze_account", "broker-a-admin"),
+        ]
+    )
+    assert codes(p) == ["NOT_AUTHORIZED", "NOT_AUTHORIZED", "", ""]
+    frozen = [e.attributes for r in p.receipts for e in r.events if e.kind == "account_frozen"]
+    assert [(a["address"], a["by"]) for a in frozen] == [
+        (c.addr("inv-a"), c.addr(court)),
+        (c.addr("broker-a-admin"), c.addr(court)),
+    ]
+    p = d.commit(
+        [
+            transfer_tx(c, "EQ1", "SA-A", "SA-B", 1),  # sent by SA-A's frozen broker
+            c.tx("inv-a", "enforcement", "settle", {"account_id": "SA-A", "code": "EQ1"}),
+            acct_tx("issuer", "unfreeze_account", "inv-a"),
+            acct_tx(court, "unfreeze_account", "inv-a"),
+            acct_tx(court, "unfreeze_account", "broker-a-admin"),
+        ]
+    )
+    assert codes(p)[2:] == ["NOT_AUTHORIZED", "", ""]
+    assert codes(p)[:2] == ["ACCOUNT_FROZEN"] * 2
+    commit_ok(d, [transfer_tx(c, "EQ1", "SA-A", "SA-B", 1)])
+
+
 # ---------------------------------------------------------------------------------------------
 # Property: conservation and frozen + pledged + locked <= balance
 

@@ -15,8 +15,28 @@ from consortia.ledger.types import Transaction, TxStatus
 from consortia.modules.governance import THRESHOLD_PARAM, ParamValue, param_key
 from consortia.modules.registry import Account, Organization, account_key, org_key
 from tests.chainkit import Consortium, Driver, make_consortium
+from tests.govkit import approvals_needed, voters, voting_orgs
 
-VOTERS = ("exchange-admin", "broker-a-admin", "broker-b-admin", "ccb-admin", "pboc-admin")
+# The org_admin accounts voting for the default consortium's voting organizations (not the
+# regulator's nor a court's), and how many approving organizations two thirds of them takes.
+VOTERS = voters()
+N_VOTING = len(voting_orgs())
+NEED = approvals_needed(N_VOTING)
+
+
+def others(*excluded: str, n: int) -> list[str]:
+    """The first ``n`` voters other than ``excluded``."""
+    rest = [v for v in VOTERS if v not in excluded]
+    assert len(rest) >= n, "the default consortium has too few voting organizations"
+    return rest[:n]
+
+
+def test_voters_follow_the_genesis_organizations() -> None:
+    """The regulator and the court do not vote; every other genesis member does, through its
+    org_admin; and two thirds is reached exactly at ``NEED``, not one approval earlier."""
+    assert "csrc" not in voting_orgs() and "court-sh" not in voting_orgs()
+    assert len(VOTERS) == N_VOTING >= 5
+    assert (NEED - 1) * 3 < N_VOTING * 2 <= NEED * 3
 
 
 def test_add_then_remove_validator_by_two_thirds_of_organizations() -> None:
@@ -31,28 +51,31 @@ def test_add_then_remove_validator_by_two_thirds_of_organizations() -> None:
         "power": 10,
         "reason": "Gamma Securities joins the validator set",
     }
+    # The proposer's organization approves by proposing; NEED - 2 more make one short of 2/3.
+    *early, last = others("broker-a-admin", n=NEED - 1)
     p = d.commit(
         [
             c.tx("broker-a-admin", "governance", "propose", args),
-            c.tx("exchange-admin", "governance", "approve", {"proposal_id": 1}),
-            c.tx("broker-b-admin", "governance", "approve", {"proposal_id": 1}),
+            *_votes(c, 1, *early),
             c.tx("regulator", "governance", "approve", {"proposal_id": 1}),  # no vote
-            c.tx("broker-b-admin", "governance", "approve", {"proposal_id": 1}),  # twice
+            c.tx("court-officer", "governance", "approve", {"proposal_id": 1}),  # no vote
+            c.tx(early[-1], "governance", "approve", {"proposal_id": 1}),  # twice
         ]
     )
-    assert [r.code for r in p.receipts] == [
-        "",
-        "",
-        "",
+    assert [r.code for r in p.receipts] == [""] * (NEED - 1) + [
+        "NOT_AUTHORIZED",
         "NOT_AUTHORIZED",
         "ALREADY_APPROVED",
     ]
-    # 3 of 5 voting organizations: not yet.
+    # NEED - 1 of N_VOTING voting organizations: not yet.
+    assert "proposal_executed" not in _kinds(p.receipts)
     assert d.state.next_validators.get(new_addr) is None
-    p = d.commit([c.tx("ccb-admin", "governance", "approve", {"proposal_id": 1})])
+    p = d.commit(_votes(c, 1, last))
     decided_at = p.block.header.height
     changed = [e for r in p.receipts for e in r.events if e.kind == "validator_set_changed"]
     assert changed and changed[0].attributes["effective_height"] == decided_at + 2
+    (executed,) = [e for r in p.receipts for e in r.events if e.kind == "proposal_executed"]
+    assert (executed.attributes["approvals"], executed.attributes["voters"]) == (NEED, N_VOTING)
     # Decided in H: H + 1 still has the old set, H + 2 the new one.
     assert d.state.validators.get(new_addr) is None
     assert d.state.next_validators.get(new_addr) is not None
@@ -68,10 +91,7 @@ def test_add_then_remove_validator_by_two_thirds_of_organizations() -> None:
     p = d.commit(
         [
             c.tx("exchange-admin", "governance", "propose", remove),
-            *(
-                c.tx(who, "governance", "approve", {"proposal_id": 2})
-                for who in ("broker-a-admin", "broker-b-admin", "ccb-admin")
-            ),
+            *_votes(c, 2, *others("exchange-admin", n=NEED - 1)),
         ]
     )
     assert all(r.status == TxStatus.OK for r in p.receipts)
@@ -91,9 +111,9 @@ def test_replay_agrees_on_validator_sets() -> None:
         "power": 5,
         "reason": "join",
     }
-    txs = [c.tx("broker-a-admin", "governance", "propose", args)] + [
-        c.tx(w, "governance", "approve", {"proposal_id": 1})
-        for w in ("exchange-admin", "broker-b-admin", "ccb-admin")
+    txs = [
+        c.tx("broker-a-admin", "governance", "propose", args),
+        *_votes(c, 1, *others("broker-a-admin", n=NEED - 1)),
     ]
     blocks.append(d.commit(txs).block)
     for _ in range(3):
@@ -177,10 +197,11 @@ def test_admit_org_by_two_thirds_then_its_admin_acts() -> None:
     c = make_consortium("intl")
     d = Driver(c)
     admit = {"org_id": "broker-c", "name": "Gamma Securities", "kind": "broker", "reason": "joins"}
+    *early, last, extra = others("broker-a-admin", n=NEED)
     p = d.commit(
         [
             c.tx("broker-a-admin", "governance", "propose_admit_org", admit),
-            *_votes(c, 1, "exchange-admin", "broker-b-admin"),
+            *_votes(c, 1, *early),
             c.tx(
                 "broker-a-admin",
                 "governance",
@@ -192,9 +213,12 @@ def test_admit_org_by_two_thirds_then_its_admin_acts() -> None:
             ),
         ]
     )
-    assert [r.code for r in p.receipts] == ["", "", "", "NOT_AUTHORIZED", "ORGANIZATION_EXISTS"]
-    assert d.state.tree.get(org_key("broker-c")) is None  # 3 of 5: not yet
-    p = d.commit(_votes(c, 1, "ccb-admin", "pboc-admin"))
+    assert [r.code for r in p.receipts] == [""] * (NEED - 1) + [
+        "NOT_AUTHORIZED",
+        "ORGANIZATION_EXISTS",
+    ]
+    assert d.state.tree.get(org_key("broker-c")) is None  # NEED - 1 of N_VOTING: not yet
+    p = d.commit(_votes(c, 1, last, extra))
     assert [r.code for r in p.receipts] == ["", "PROPOSAL_CLOSED"]
     assert {"org_registered", "org_admitted", "proposal_executed"} <= set(_kinds(p.receipts))
     assert _org(d, "broker-c") == Organization("broker-c", "Gamma Securities", "broker", True)
@@ -225,11 +249,18 @@ def test_admit_org_by_two_thirds_then_its_admin_acts() -> None:
         ]
     )
     assert [r.code for r in p.receipts] == ["", "", ""]
-    # Six voting organizations now: 3 approvals are not two thirds, the fourth is.
-    p = d.commit(_votes(c, 2, "exchange-admin", "broker-a-admin"))
+    # N_VOTING + 1 voting organizations now: one approval short of their two thirds does not
+    # pass, reaching it does (the proposer's organization counts as approving).
+    need = approvals_needed(N_VOTING + 1)
+    *early, last = others(n=need - 1)
+    p = d.commit(_votes(c, 2, *early))
     assert "proposal_executed" not in _kinds(p.receipts)
-    p = d.commit(_votes(c, 2, "broker-b-admin"))
-    assert "proposal_executed" in _kinds(p.receipts)
+    p = d.commit(_votes(c, 2, last))
+    (executed,) = [e for r in p.receipts for e in r.events if e.kind == "proposal_executed"]
+    assert (executed.attributes["approvals"], executed.attributes["voters"]) == (
+        need,
+        N_VOTING + 1,
+    )
 
 
 def test_remove_org_refuses_its_accounts() -> None:
@@ -239,7 +270,7 @@ def test_remove_org_refuses_its_accounts() -> None:
     p = d.commit(
         [
             c.tx("broker-a-admin", "governance", "propose_remove_org", remove),
-            *_votes(c, 1, "exchange-admin", "ccb-admin", "pboc-admin"),
+            *_votes(c, 1, *others("broker-a-admin", "broker-b-admin", n=NEED - 1)),
             c.tx(
                 "broker-a-admin", "governance", "propose_remove_org", {**remove, "org_id": "csrc"}
             ),
@@ -248,11 +279,7 @@ def test_remove_org_refuses_its_accounts() -> None:
             ),
         ]
     )
-    assert [r.code for r in p.receipts] == [
-        "",
-        "",
-        "",
-        "",
+    assert [r.code for r in p.receipts] == [""] * NEED + [
         "NOT_AUTHORIZED",
         "UNKNOWN_ORGANIZATION",
     ]
@@ -292,6 +319,7 @@ def test_set_param_changes_the_threshold() -> None:
     target = c.addr("ccb-admin")
     appoint = {"address": target, "role": "custodian", "reason": "custody licence"}
     bad = {"name": THRESHOLD_PARAM, "reason": "r"}
+    *early, last = others("broker-a-admin", n=NEED - 1)
     p = d.commit(
         [
             c.tx("broker-a-admin", "governance", "propose_set_param", {**bad, "value": 5000}),
@@ -303,24 +331,27 @@ def test_set_param_changes_the_threshold() -> None:
                 {**bad, "name": "x.y", "value": 6000},
             ),
             c.tx("broker-a-admin", "governance", "propose_set_param", {**bad, "value": 5001}),
-            *_votes(c, 1, "exchange-admin", "broker-b-admin"),
+            *_votes(c, 1, *early),
         ]
     )
-    assert [r.code for r in p.receipts] == ["INVALID_PROPOSAL"] * 3 + [""] * 3
-    assert d.state.tree.get(param_key(THRESHOLD_PARAM)) is None  # 3 of 5 < 2/3
-    p = d.commit(_votes(c, 1, "pboc-admin"))
+    assert [r.code for r in p.receipts] == ["INVALID_PROPOSAL"] * 3 + [""] * (NEED - 1)
+    assert d.state.tree.get(param_key(THRESHOLD_PARAM)) is None  # NEED - 1 < 2/3
+    p = d.commit(_votes(c, 1, last))
     assert "param_set" in _kinds(p.receipts)
     raw = d.state.tree.get(param_key(THRESHOLD_PARAM))
     assert raw is not None and codec.decode_struct(ParamValue, raw).value == 5001
-    # A simple majority now decides: 3 of 5.
+    # A simple majority now decides, fewer than two thirds.
+    majority = approvals_needed(N_VOTING, 5001)
+    assert majority < NEED
+    *early, last = others("broker-a-admin", n=majority - 1)
     p = d.commit(
         [
             c.tx("broker-a-admin", "governance", "propose_appoint_role", appoint),
-            *_votes(c, 2, "exchange-admin"),
+            *_votes(c, 2, *early),
         ]
     )
     assert "custodian" not in _account(d, target).roles
-    d.commit(_votes(c, 2, "pboc-admin"))
+    d.commit(_votes(c, 2, last))
     assert "custodian" in _account(d, target).roles
 
 
@@ -329,14 +360,17 @@ def test_genesis_sets_the_threshold() -> None:
     c.genesis = replace(c.genesis, params={"governance_threshold_bp": 10_000})
     d = Driver(c)
     appoint = {"address": c.addr("ccb-admin"), "role": "custodian", "reason": "r"}
+    assert approvals_needed(N_VOTING, 10_000) == N_VOTING == len(VOTERS)
+    *early, last = others("broker-a-admin", n=N_VOTING - 1)
     d.commit(
         [
             c.tx("broker-a-admin", "governance", "propose_appoint_role", appoint),
-            *_votes(c, 1, "exchange-admin", "broker-b-admin", "ccb-admin"),
+            *_votes(c, 1, *early),
         ]
     )
-    assert "custodian" not in _account(d, c.addr("ccb-admin")).roles  # 4 of 5: not unanimous
-    d.commit(_votes(c, 1, "pboc-admin"))
+    # Every voting organization but one: not unanimous.
+    assert "custodian" not in _account(d, c.addr("ccb-admin")).roles
+    d.commit(_votes(c, 1, last))
     assert "custodian" in _account(d, c.addr("ccb-admin")).roles
     for bad in (5000, 10_001, "6667", True):
         with pytest.raises(GenesisError):
@@ -351,24 +385,24 @@ def test_appoint_and_revoke_role() -> None:
     p = d.commit(
         [
             c.tx("broker-a-admin", "governance", "propose_appoint_role", args),
-            *_votes(c, 1, *VOTERS[2:]),
+            *_votes(c, 1, *others("broker-a-admin", n=NEED - 1)),
             c.tx(
                 "broker-a-admin", "governance", "propose_appoint_role", {**args, "role": "wizard"}
             ),
             c.tx("broker-a-admin", "governance", "propose_revoke_role", {**args, "role": "issuer"}),
         ]
     )
-    assert [r.code for r in p.receipts] == ["", "", "", "", "INVALID_ROLE", "INVALID_PROPOSAL"]
+    assert [r.code for r in p.receipts] == [""] * NEED + ["INVALID_ROLE", "INVALID_PROPOSAL"]
     assert "role_appointed" in _kinds(p.receipts)
     assert _account(d, target).roles == ("broker", "custodian", "org_admin")
     p = d.commit(
         [
             c.tx("broker-a-admin", "governance", "propose_appoint_role", args),  # already held
             c.tx("exchange-admin", "governance", "propose_revoke_role", args),
-            *_votes(c, 2, "broker-a-admin", "ccb-admin", "pboc-admin"),
+            *_votes(c, 2, *others("exchange-admin", n=NEED - 1)),
         ]
     )
-    assert [r.code for r in p.receipts] == ["INVALID_PROPOSAL", "", "", "", ""]
+    assert [r.code for r in p.receipts] == ["INVALID_PROPOSAL"] + [""] * NEED
     assert "role_revoked" in _kinds(p.receipts)
     assert _account(d, target).roles == ("broker", "org_admin")
 

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 import pytest
 
 from consortia import codec
-from consortia.crypto import NotARecipientError, get_suite
+from consortia.crypto import KeyPair, NotARecipientError, get_suite
 from consortia.execution.apply import Proposal
 from consortia.ledger.types import Transaction, TxStatus
 from consortia.modules.investors import (
@@ -277,3 +277,56 @@ def test_garbage_identity_and_commitment_are_refused() -> None:
     )
     p = d.commit([bad_commitment, garbage, too_big])
     assert codes(p) == ["INVALID_IDENTITY"] * 3
+
+
+def test_sealing_follows_rotated_keys_of_the_broker_and_the_regulator() -> None:
+    """Envelopes are addressed to current keys: after the regulator and the broker rotate their
+    keys, an identity sealed to the new keys is accepted and one sealed to an old key is not."""
+    c = make_consortium()
+    d = Driver(c)
+    commit_ok(d, [register(c, "alice", "broker-a", ("investor",))])
+    old = {name: c.accounts[name] for name in ("regulator", "broker-a-admin")}
+    address = {name: c.addr(name) for name in old}
+    new = {name: c.suite.generate_keypair() for name in old}
+    commit_ok(
+        d,
+        [
+            c.tx(name, "registry", "rotate_key", {"new_public_key": new[name].public_key})
+            for name in old
+        ],
+    )
+
+    def opening(investor_id: str, broker_key: KeyPair, regulator_key: KeyPair) -> Transaction:
+        commitment, sealed, _ = seal_identity(
+            c.suite, identity_of(investor_id), broker_key.public_key, regulator_key.public_key
+        )
+        args = {
+            "investor_id": investor_id,
+            "kind": "individual",
+            "kyc_level": 2,
+            "risk_tolerance": 3,
+            "qualified": False,
+            "address": c.addr("alice"),
+            "identity_commitment": commitment,
+            "sealed_identity": sealed,
+        }
+        return c.tx(
+            new["broker-a-admin"],
+            "investors",
+            "open_investor",
+            args,
+            sender=address["broker-a-admin"],
+        )
+
+    p = d.commit(
+        [
+            opening("INV-1", new["broker-a-admin"], old["regulator"]),
+            opening("INV-2", old["broker-a-admin"], new["regulator"]),
+            opening("INV-3", new["broker-a-admin"], new["regulator"]),
+        ]
+    )
+    assert codes(p) == ["INVALID_IDENTITY", "INVALID_IDENTITY", ""]
+    inv = read(d, investor_key("INV-3"), Investor)
+    assert inv is not None
+    identity, _ = open_identity(c.suite, new["regulator"], inv.sealed_identity)
+    assert identity == identity_of("INV-3")

@@ -11,7 +11,14 @@ from typer.testing import CliRunner
 
 from consortia.cli import app
 from consortia.crypto import decrypt_key_file, get_suite
+from consortia.execution.context import decode_record
 from consortia.modules import NATIVE_MODULES
+from consortia.modules.investors import (
+    Investor,
+    identity_commitment,
+    investor_key,
+    open_identity,
+)
 from consortia.node.operations import (
     InvalidOperationError,
     OperationError,
@@ -237,3 +244,118 @@ def test_operations_on_a_running_network(tmp_path: Path) -> None:
         assert refused.output.startswith("FAILED registry.register_org ACCOUNT_FROZEN")
     finally:
         net.stop_all()
+
+
+# ---------------------------------------------------------------------------------------------
+# Client-side sealing of identity data (``--identity-file``)
+
+
+def test_cli_identity_file_checks_offline(tmp_path: Path) -> None:
+    identity = tmp_path / "identity.json"
+    identity.write_text(json.dumps({"name": "Somebody"}))
+    base = ["tx", "investors.open_investor", "--identity-file", str(identity)]
+    open_args = {
+        "investor_id": "INV-1",
+        "kind": "individual",
+        "kyc_level": 2,
+        "risk_tolerance": 3,
+        "qualified": False,
+        "address": "00" * 20,
+    }
+    cases = [
+        # The identity fields are computed, never given alongside the clear record.
+        ([*base, "--args", json.dumps({**open_args, "sealed_identity": "00"})], "omit them"),
+        (
+            ["tx", "governance.approve", "--args", '{"proposal_id": 1}', "--identity-file", "x"],
+            "takes no identity data",
+        ),
+        ([*base, "--args", json.dumps({**open_args, "kyc_level": "x"})], "BAD_ARGUMENTS"),
+        ([*base, "--args", json.dumps(open_args), "--regulator-key", "zz"], "hex"),
+        ([*base, "--args", json.dumps(open_args)], "--key and --node"),
+    ]
+    (tmp_path / "list.json").write_text("[1]")
+    bad_record = ["--identity-file", str(tmp_path / "list.json")]
+    cases.append(
+        (["tx", "investors.open_investor", "--args", json.dumps(open_args), *bad_record], "object")
+    )
+    for argv, fragment in cases:
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 2, (argv, result.output)
+        assert fragment in result.output, (argv, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_cli_seals_identity_client_side(tmp_path: Path) -> None:
+    """``consortia tx investors.open_investor --identity-file`` seals the investor's identity on
+    the client to the broker and the regulator (key read from the chain, proof-checked): the
+    chain holds the envelope and the salted commitment, both recipients open it, and the clear
+    name and ID number appear nowhere in any node's files (blocks, state, logs)."""
+    net = LocalNet(tmp_path / "net", validators=4)
+    accounts = net.home / "accounts"
+    suite = get_suite("intl")
+
+    def key(name: str):  # type: ignore[no-untyped-def]
+        return decrypt_key_file((accounts / f"{name}.key").read_bytes(), PASSWORD)
+
+    name, id_number = "Clienttest 李四 Sealed", "110101198801019876"
+    identity = {"name": name, "id_type": "resident_id", "id_number": id_number}
+    identity_path = tmp_path / "identity.json"  # outside every node's home
+    identity_path.write_text(json.dumps(identity, ensure_ascii=False), encoding="utf-8")
+    env = {"CONSORTIA_KEY_PASSWORD": PASSWORD}
+    try:
+        net.start_all()
+        net.wait_for(net.names, 1)
+        node = net.home / "validator-0"
+        broker = Operator.from_node_home(key("broker-a-admin"), node)
+        owner = suite.generate_keypair()
+        broker.call(
+            "registry",
+            "register_account",
+            {"public_key": owner.public_key, "org_id": "broker-a", "roles": ["investor"]},
+        )
+        args = {
+            "investor_id": "INV-CLI",
+            "kind": "individual",
+            "kyc_level": 2,
+            "risk_tolerance": 3,
+            "qualified": False,
+            "address": suite.address(owner.public_key).hex(),
+        }
+        argv = [
+            "tx",
+            "investors.open_investor",
+            "--args",
+            json.dumps(args),
+            "--identity-file",
+            str(identity_path),
+            "--key",
+            str(accounts / "broker-a-admin.key"),
+            "--node",
+            str(node),
+        ]
+        # Sealed to a key that is not the regulator's: the chain refuses the envelope.
+        stranger = suite.generate_keypair().public_key.hex()
+        refused = runner.invoke(app, [*argv, "--regulator-key", stranger], env=env)
+        assert refused.exit_code == 1, refused.output
+        assert "INVALID_IDENTITY" in refused.output
+
+        opened = runner.invoke(app, [*argv, "--json"], env=env)
+        assert opened.exit_code == 0, opened.output
+        out = json.loads(opened.stdout)
+        assert out["ok"] is True and out["code"] == ""
+
+        raw = broker.state_value(investor_key("INV-CLI"))  # proof-checked
+        assert raw is not None
+        investor = decode_record(Investor, raw)
+        assert investor.identity_commitment.hex() == out["identity_commitment"]
+        for recipient in ("regulator", "broker-a-admin"):
+            record, salt = open_identity(suite, key(recipient), investor.sealed_identity)
+            assert record == identity
+            assert identity_commitment(suite, salt, record) == investor.identity_commitment
+    finally:
+        net.stop_all()
+    needles = [name.encode(), id_number.encode(), "李四".encode()]
+    for path in net.home.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(n in data for n in needles), f"clear identity data in {path}"

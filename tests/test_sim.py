@@ -128,6 +128,26 @@ def test_double_voter_is_reported_and_survived() -> None:
     on_chain = [ev for block, _ in sim.nodes[0].chain for ev in block.evidence]
     assert on_chain  # ... and honest proposers put the evidence in blocks
     assert {ev.validator for ev in on_chain} == {sim.nodes[3].address}
+    hashes = [ev.hash(sim.suite) for ev in on_chain]
+    assert len(set(hashes)) == len(hashes)  # each proof recorded once
+    assert set(hashes) <= sim.evidence_seen
+
+
+def test_evidence_is_gossiped_to_the_next_proposer() -> None:
+    """An equivocation seen only by some honest nodes still reaches the chain: they gossip the
+    evidence (as the production node does), so a proposer that never saw both votes itself
+    includes it. Evidence is admissible in the next block only, so without gossip it is lost
+    whenever the next proposer is not among the nodes that saw the equivocation."""
+    scenario = Scenario(n_validators=4, roles=(H, H, H, Role.DOUBLE_VOTER), heights=6)
+    relayed = 0
+    for seed in range(8):
+        sim = _run(scenario, seed=seed)
+        proposer = {n.address: n.index for n in sim.nodes}
+        for block, _ in sim.nodes[0].chain:
+            for ev in block.evidence:
+                reporters = sim.evidence_reporters[ev.hash(sim.suite)]
+                relayed += proposer[block.header.proposer] not in reporters
+    assert relayed > 0
 
 
 @pytest.mark.parametrize(

@@ -27,10 +27,12 @@ from consortia.modules.governance import (
 from consortia.modules.registry import (
     ORG_KINDS,
     ORG_LIST_KEY,
+    REGULATORS_KEY,
     ROLES,
     Account,
     Organization,
     OrgList,
+    RegulatorList,
     account_key,
     org_key,
 )
@@ -208,6 +210,8 @@ def genesis_state(g: Genesis) -> ChainState:
     for key in (VSET_LAST, VSET_CURRENT, VSET_NEXT):
         writes[key] = codec.encode_struct(vset)
     writes[ORG_LIST_KEY] = codec.encode_struct(OrgList(tuple(sorted(o.org_id for o in g.orgs))))
+    regulators = sorted(suite.address(a.public_key) for a in g.accounts if "regulator" in a.roles)
+    writes[REGULATORS_KEY] = codec.encode_struct(RegulatorList(tuple(regulators)))
     for gname, pname in GENESIS_PARAMS.items():
         if gname in g.params:
             writes[param_key(pname)] = codec.encode_struct(ParamValue(g.params[gname]))

@@ -3,13 +3,15 @@
 - Pledge / release: the holder or the holder's broker pledges part of a holding's free balance to
   a pledgee (a registry account or an organization) with a reference; the pledged amount leaves
   the free balance until the pledgee (or the operator, role ``exchange``) releases it.
-- Judicial freeze: a regulator freezes an amount of a holding, or a whole securities account,
-  with a legal reference and an expiry (block time, ms). A freeze asking for more than the free
+- Judicial freeze: a freeze authority (``FREEZE_AUTHORITIES``: a court, role ``court``, or the
+  regulator) freezes an amount of a holding, or a whole securities account, with a legal
+  reference and an expiry (block time, ms). A freeze asking for more than the free
   balance takes effect for what is free and *waits* for the rest; freezes wait in placement order.
   Whenever the module touches a holding (any method here, and every securities transfer from it)
   it first processes expired freezes, then lets waiting freezes take effect, in queue order, as far
   as the free balance allows. Account freezes queue the same way: one is in force at a time.
-- Unfreeze by the authority that froze (or any regulator); a waiting freeze can be lifted too.
+- Unfreeze by the authority that froze (or any freeze authority); a waiting freeze can be lifted
+  too.
 - Forced transfer (judicial enforcement): the frozen part of an amount freeze moves to a named
   account, bypassing suitability, halts and account freezes but not conservation; it consumes the
   freeze (an unmet waiting remainder lapses with it).
@@ -61,7 +63,9 @@ from consortia.modules.securities import (
 
 NAME = "enforcement"
 
-FREEZE_AUTHORITIES: frozenset[str] = frozenset({"regulator"})
+# Roles that order and lift judicial freezes and forced transfers: a court (judicial freezes and
+# enforcement) and the regulator (administrative freezes).
+FREEZE_AUTHORITIES: frozenset[str] = frozenset({"court", "regulator"})
 OPEN_STATUSES: frozenset[str] = frozenset({"active", "partial", "waiting"})
 MAX_TEXT = 200
 MAX_OPEN_FREEZES = 64  # per holding / per account: bounds the work of settling one
@@ -180,7 +184,9 @@ def _check_amount(amount: int) -> None:
 def _require_authority(ctx: TxContext) -> None:
     sender = sender_account(ctx)
     if not any(has_role(sender, r) for r in FREEZE_AUTHORITIES):
-        raise NotAuthorizedError("only a judicial authority (regulator) may do this")
+        raise NotAuthorizedError(
+            f"only a freeze authority (roles {sorted(FREEZE_AUTHORITIES)}) may do this"
+        )
 
 
 def _require_freeze(ctx: TxContext, freeze_id: str) -> Freeze:
@@ -525,7 +531,10 @@ def _open_freeze(ctx: TxContext, freeze_id: str) -> Freeze:
     f = _require_freeze(ctx, freeze_id)
     sender = sender_account(ctx)
     if sender.address != f.authority and not any(has_role(sender, r) for r in FREEZE_AUTHORITIES):
-        raise NotAuthorizedError("only the freezing authority or a regulator may do this")
+        raise NotAuthorizedError(
+            "only the freezing account or a freeze authority "
+            f"(roles {sorted(FREEZE_AUTHORITIES)}) may do this"
+        )
     if f.scope == "account":
         settle_account(ctx, f.account_id)
     else:

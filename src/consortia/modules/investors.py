@@ -39,6 +39,7 @@ from consortia.modules.registry import (
     has_role,
     load_account,
     org_key,
+    regulator_key_ids,
     require_account,
 )
 
@@ -270,8 +271,9 @@ def _check_assessment(kyc_level: int, risk_tolerance: int) -> None:
         raise InvalidArgumentError("risk_tolerance must be 1..5 (C1..C5)")
 
 
-def _check_sealed_identity(ctx: TxContext, broker: Account, sealed: bytes) -> None:
-    """The envelope must be well formed for this suite and name the broker and a regulator."""
+def check_sealed_identity(ctx: TxContext, broker: Account, sealed: bytes) -> None:
+    """The envelope must be well formed for this suite and name ``broker`` (the opening
+    institution: a broker here, an e-CNY operator for wallets) and a regulator."""
     if not sealed or len(sealed) > MAX_SEALED_IDENTITY:
         raise InvalidIdentityError(f"sealed_identity must be 1..{MAX_SEALED_IDENTITY} bytes")
     suite = ctx.suite
@@ -281,14 +283,14 @@ def _check_sealed_identity(ctx: TxContext, broker: Account, sealed: bytes) -> No
         envelope = decode_envelope(sealed, limits)
     except CryptoError as exc:
         raise InvalidIdentityError(f"sealed_identity is not a {suite.name} envelope") from exc
+    # Recipients are named by the address of the key sealed to: the *current* key of the
+    # opener and of a regulator (an account keeps its address when it rotates its key).
     recipients = {key_id for key_id, _ in envelope.recipients}
-    if broker.address not in recipients:
-        raise InvalidIdentityError("sealed_identity is not sealed to the opening broker")
-    for key_id in recipients:
-        acct = load_account(ctx, key_id)
-        if acct is not None and has_role(acct, "regulator"):
-            return
-    raise InvalidIdentityError("sealed_identity is not sealed to a regulator")
+    if suite.address(broker.public_key) not in recipients:
+        raise InvalidIdentityError("sealed_identity is not sealed to the opening institution")
+    if recipients.isdisjoint(regulator_key_ids(ctx)):
+        raise InvalidIdentityError("sealed_identity is not sealed to a regulator's current key")
+
 
 
 @dataclass(frozen=True)
@@ -312,7 +314,7 @@ def open_investor(ctx: TxContext, args: OpenInvestorArgs) -> None:
     _check_assessment(args.kyc_level, args.risk_tolerance)
     if len(args.identity_commitment) != COMMITMENT_SIZE:
         raise InvalidIdentityError(f"identity_commitment must be {COMMITMENT_SIZE} bytes")
-    _check_sealed_identity(ctx, broker, args.sealed_identity)
+    check_sealed_identity(ctx, broker, args.sealed_identity)
     owner = load_account(ctx, args.address)
     if owner is None:
         raise UnknownAccountError(f"no registry account {args.address.hex()}")

@@ -25,6 +25,7 @@ ROLES: frozenset[str] = frozenset(
         "admin",  # consortium administrator: admits member organizations
         "org_admin",  # manages its own organization's accounts
         "regulator",
+        "court",  # a judicial authority: orders and lifts judicial freezes, forced transfers
         "validator_operator",
         "exchange",
         "issuer",
@@ -39,10 +40,14 @@ ROLES: frozenset[str] = frozenset(
 )
 GENESIS_ONLY_ROLES: frozenset[str] = frozenset({"regulator"})
 # Roles with consortium-wide powers: only a consortium admin (or governance) grants them, never
-# an organization's own org_admin (else a broker could make itself the market operator).
+# an organization's own org_admin (else a broker could make itself the market operator, a bank
+# an e-CNY operator, any member a court).
 ADMIN_ONLY_ROLES: frozenset[str] = frozenset(
-    {"admin", "central_bank", "exchange", "validator_operator"}
+    {"admin", "central_bank", "court", "exchange", "operator_bank", "validator_operator"}
 )
+# Roles that freeze and unfreeze any registry account: the regulator, and a court for judicial
+# purposes. An organization's org_admin freezes accounts of its own organization only.
+ACCOUNT_FREEZE_ROLES: frozenset[str] = frozenset({"court", "regulator"})
 
 ORG_KINDS: frozenset[str] = frozenset(
     {
@@ -55,10 +60,14 @@ ORG_KINDS: frozenset[str] = frozenset(
         "bank",
         "central_bank",
         "regulator",
+        "court",
         "association",
         "other",
     }
 )
+# Not consortium members in governance: the regulator's powers come from genesis and the
+# supervision chain, a court's from the law.
+NON_VOTING_KINDS: frozenset[str] = frozenset({"regulator", "court"})
 MAX_ROLES = 16
 MAX_TEXT = 200
 MAX_ID = 64
@@ -96,6 +105,26 @@ class OrgList:
 
 
 ORG_LIST_KEY = b"registry/orgs"
+# The regulator accounts (sorted addresses), written by genesis: the role is genesis-only, so the
+# list never changes; modules use it to find the regulators' current keys.
+REGULATORS_KEY = b"registry/regulators"
+
+
+@dataclass(frozen=True)
+class RegulatorList:
+    addresses: tuple[bytes, ...]
+
+
+def regulator_key_ids(ctx: TxContext) -> dict[bytes, bytes]:
+    """Key id (address of the *current* public key) -> account address, for every regulator
+    account still holding the role (a key rotation changes the key id, not the address)."""
+    regs = ctx.get_record(REGULATORS_KEY, RegulatorList) or RegulatorList(())
+    out: dict[bytes, bytes] = {}
+    for address in regs.addresses:
+        acct = load_account(ctx, address)
+        if acct is not None and has_role(acct, "regulator"):
+            out[ctx.suite.address(acct.public_key)] = address
+    return out
 MAX_ORGS = 1_000
 
 
@@ -156,13 +185,13 @@ class NotFrozenError(TxFailure):
 
 
 def voting_orgs(ctx: TxContext) -> tuple[str, ...]:
-    """Organizations that vote in consortium governance: active members, not the regulator
-    (whose powers come from genesis and the supervision chain, not from member votes)."""
+    """Organizations that vote in consortium governance: active members, not the regulator or a
+    court (see ``NON_VOTING_KINDS``)."""
     orgs = ctx.get_record(ORG_LIST_KEY, OrgList) or OrgList(())
     out = []
     for org_id in orgs.org_ids:
         org = ctx.get_record(org_key(org_id), Organization)
-        if org is not None and org.active and org.kind != "regulator":
+        if org is not None and org.active and org.kind not in NON_VOTING_KINDS:
             out.append(org_id)
     return tuple(out)
 
@@ -365,11 +394,15 @@ def _require_freezer(ctx: TxContext, target: Account) -> Account:
     sender = require_account(ctx, ctx.sender)
     if has_role(sender, "regulator"):
         return sender
+    if has_role(target, "regulator"):
+        raise UnauthorizedError("only a regulator freezes a regulator account")
+    if any(has_role(sender, r) for r in ACCOUNT_FREEZE_ROLES):
+        return sender  # a court, for judicial purposes
     if has_role(sender, "org_admin") and sender.org_id == target.org_id:
-        if has_role(target, "regulator"):
-            raise UnauthorizedError("only a regulator freezes a regulator account")
         return sender
-    raise UnauthorizedError("freezing needs the regulator role or the account's org_admin")
+    raise UnauthorizedError(
+        f"freezing needs one of roles {sorted(ACCOUNT_FREEZE_ROLES)} or the account's org_admin"
+    )
 
 
 def freeze_account(ctx: TxContext, args: FreezeArgs) -> None:
@@ -411,5 +444,5 @@ MODULE = Module(
     },
 )
 
-# Methods a frozen sender may still call: none. A frozen account is frozen; the regulator or its
-# org_admin lifts the freeze with their own accounts.
+# Methods a frozen sender may still call: none. A frozen account is frozen; the regulator, a court
+# or its org_admin lifts the freeze with their own accounts.

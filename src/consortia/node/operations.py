@@ -11,6 +11,15 @@ Arguments are plain data as in JSON; a ``bytes`` field also takes a hex string (
 Bad input raises ``InvalidOperationError`` before anything is signed; a failed receipt or a
 transaction the node refuses raises ``OperationError`` carrying the stable code (``call``), or is
 returned as a result with ``ok`` false (``submit``).
+
+Personal identity data is sealed client side: for a method that takes ``identity_commitment`` and
+``sealed_identity`` (``investors.open_investor``), ``Operator.with_sealed_identity`` seals the
+clear identity record to the sender (the opening institution) and the regulator, whose current
+public key it reads from the chain (``state.get``, proof-checked) unless given, and fills in both
+fields; only the sealed envelope and the salted commitment are ever sent::
+
+    args = op.with_sealed_identity("investors", "open_investor", args, {"name": ..., ...})
+    op.call("investors", "open_investor", args)
 """
 
 from __future__ import annotations
@@ -26,10 +35,14 @@ from pathlib import Path
 from typing import Any, Union
 
 from consortia import codec
-from consortia.crypto import KeyPair, Suite, get_suite
+from consortia.crypto import CryptoError, KeyPair, Suite, get_suite
+from consortia.execution.context import decode_record
 from consortia.execution.module import Method
+from consortia.ledger.state_tree import StateProof, StateTreeError, verify_state_proof
 from consortia.ledger.types import sign_transaction
 from consortia.modules import NATIVE_MODULES
+from consortia.modules.investors import seal_identity
+from consortia.modules.registry import Account, account_key
 from consortia.node.client import call as client_call
 from consortia.node.local import load_genesis
 from consortia.node.network_home import NodeConfig
@@ -38,6 +51,8 @@ _HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
 
 # Codes of replies that mean "your idea of the nonce is out of date": refetch and retry once.
 _NONCE_CODES = frozenset({"STALE_NONCE"})
+# The argument fields a method takes when it carries sealed personal identity data.
+IDENTITY_FIELDS: tuple[str, str] = ("identity_commitment", "sealed_identity")
 
 
 class OperationError(Exception):
@@ -217,6 +232,39 @@ def _hex_bytes(text: str, where: str) -> bytes:
     return bytes.fromhex(body)
 
 
+def takes_sealed_identity(module: str, method: str) -> bool:
+    """Whether ``module.method`` carries an identity commitment and a sealed identity."""
+    names = {n for n, _ in _fields(find_method(module, method).args_type)}
+    return set(IDENTITY_FIELDS) <= names
+
+
+def check_identity_args(module: str, method: str, args: Mapping[str, Any]) -> None:
+    """Raise ``InvalidOperationError`` unless ``module.method`` takes a sealed identity and
+    ``args`` leave both identity fields to be filled in by client-side sealing."""
+    if not takes_sealed_identity(module, method):
+        raise InvalidOperationError(
+            "BAD_ARGUMENTS", f"{module}.{method} takes no identity data to seal"
+        )
+    given = sorted(f for f in IDENTITY_FIELDS if f in args)
+    if given:
+        raise InvalidOperationError(
+            "BAD_ARGUMENTS", f"args: {given} are computed from the identity record; omit them"
+        )
+
+
+def check_identity_record(identity: Any) -> dict[str, Any]:
+    """A clear identity record: a non-empty JSON object with string keys."""
+    if not isinstance(identity, Mapping) or not identity:
+        raise InvalidOperationError("BAD_ARGUMENTS", "identity: expected a non-empty JSON object")
+    if not all(isinstance(k, str) for k in identity):
+        raise InvalidOperationError("BAD_ARGUMENTS", "identity: keys must be strings")
+    try:
+        codec.encode(dict(identity))
+    except codec.CodecError as exc:
+        raise InvalidOperationError("BAD_ARGUMENTS", f"identity: {exc}") from exc
+    return dict(identity)
+
+
 def prepare_args(module: str, method: str, args: Mapping[str, Any]) -> dict[str, Any]:
     """Transaction arguments for ``module.method`` from plain data, checked exactly as the chain
     will check them (every field present, no unknown field, right types, the dataclass's own
@@ -259,22 +307,23 @@ class Operator:
         self.address = sender if sender is not None else suite.address(key.public_key)
         self.timeout_s = timeout_s
         self._nonce: int | None = None
+        # Regulator accounts to seal identity data to (addresses stay when keys rotate).
+        self.regulators: tuple[bytes, ...] = ()
 
     @classmethod
     def from_node_home(
         cls, key: KeyPair, node_home: Path, *, sender: bytes | None = None
     ) -> Operator:
-        """Chain id and suite from the node's genesis, host and client port from its config."""
+        """Chain id and suite from the node's genesis, host and client port from its config,
+        the regulators' addresses (for sealing identity data) from the genesis accounts."""
         genesis = load_genesis(node_home)
         config = NodeConfig.load(node_home)
-        return cls(
-            key,
-            get_suite(genesis.suite),
-            genesis.chain_id,
-            config.host,
-            config.client_port,
-            sender=sender,
+        suite = get_suite(genesis.suite)
+        op = cls(key, suite, genesis.chain_id, config.host, config.client_port, sender=sender)
+        op.regulators = tuple(
+            suite.address(a.public_key) for a in genesis.accounts if "regulator" in a.roles
         )
+        return op
 
     def _request(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         return client_call(self.host, self.port, kind, body, timeout_s=self.timeout_s)
@@ -286,6 +335,78 @@ class Operator:
         if not reply.get("ok"):
             raise OperationError(str(reply.get("code")), str(reply.get("message")))
         return reply
+
+    def state_value(self, key: bytes) -> bytes | None:
+        """A committed state value (None: absent), checked against the proof of membership or
+        absence the node sends with the state root it reports. ``InvalidOperationError`` if the
+        node cannot serve state or its proof does not hold."""
+        reply = self._request("state.get", {"key": key})
+        if not reply.get("ok"):
+            raise InvalidOperationError(
+                str(reply.get("code")), f"state.get: {reply.get('message')}"
+            )
+        root, raw_proof = reply.get("state_root"), reply.get("proof")
+        value = reply.get("value")
+        try:
+            if not isinstance(root, bytes) or not isinstance(raw_proof, bytes):
+                raise StateTreeError("the reply lacks a state root or proof")
+            proof = StateProof.from_bytes(raw_proof)
+            if proof.key != key or proof.value != value:
+                raise StateTreeError("the proof is for another key or value")
+            return verify_state_proof(self.suite.hash, root, proof)
+        except StateTreeError as exc:
+            raise InvalidOperationError("BAD_STATE_PROOF", f"state.get: {exc}") from exc
+
+    def public_key_of(self, address: bytes) -> bytes:
+        """A registry account's current public key, read from the chain."""
+        raw = self.state_value(account_key(address))
+        if raw is None:
+            raise InvalidOperationError("NOT_FOUND", f"no registry account {address.hex()}")
+        return decode_record(Account, raw).public_key
+
+    def regulator_public_key(self) -> bytes:
+        """The current key of the first genesis regulator account the chain still holds."""
+        for address in self.regulators:
+            raw = self.state_value(account_key(address))
+            if raw is not None:
+                acct = decode_record(Account, raw)
+                if "regulator" in acct.roles:
+                    return acct.public_key
+        raise InvalidOperationError(
+            "NO_REGULATOR", "no regulator account found on the chain: give its public key"
+        )
+
+    def with_sealed_identity(
+        self,
+        module: str,
+        method: str,
+        args: Mapping[str, Any],
+        identity: Mapping[str, Any],
+        *,
+        regulator_public_key: bytes | None = None,
+    ) -> dict[str, Any]:
+        """``args`` plus ``identity_commitment`` and ``sealed_identity`` for the clear
+        ``identity`` record, sealed here to this account (the opening institution) and the
+        regulator (its current key from the chain unless given). The clear record and its salt
+        stay on this machine; the commitment binds the record, the envelope lets only those two
+        recipients open it."""
+        check_identity_args(module, method, args)
+        record = check_identity_record(identity)
+        regulator = (
+            regulator_public_key
+            if regulator_public_key is not None
+            else self.regulator_public_key()
+        )
+        try:
+            self.suite.check_public_key(regulator)
+            commitment, sealed, _salt = seal_identity(
+                self.suite, record, self.key.public_key, regulator
+            )
+        except (CryptoError, codec.CodecError) as exc:
+            raise InvalidOperationError(
+                "BAD_ARGUMENTS", f"cannot seal the identity: {exc}"
+            ) from exc
+        return {**args, "identity_commitment": commitment, "sealed_identity": sealed}
 
     def next_nonce(self) -> int:
         """The nonce the next transaction uses (fetched once, then counted locally)."""
@@ -347,13 +468,17 @@ class Operator:
 
 
 __all__ = [
+    "IDENTITY_FIELDS",
     "InvalidOperationError",
     "MethodInfo",
     "OperationError",
     "OperationResult",
     "Operator",
+    "check_identity_args",
+    "check_identity_record",
     "describe_methods",
     "find_method",
     "prepare_args",
+    "takes_sealed_identity",
     "type_label",
 ]

@@ -11,7 +11,7 @@ import heapq
 import random
 from dataclasses import dataclass
 
-from consortia.consensus import SignedProposal, TimeoutFired
+from consortia.consensus import DuplicateVoteEvidence, SignedProposal, TimeoutFired
 from consortia.ledger.types import Block, CommitCertificate, Vote
 
 # ---------------------------------------------------------------------------------------------
@@ -42,7 +42,15 @@ class SyncResponse:
     blocks: tuple[tuple[Block, CommitCertificate], ...]
 
 
-Message = ProposalMsg | VoteMsg | SyncRequest | SyncResponse
+@dataclass(frozen=True)
+class EvidenceMsg:
+    """Equivocation evidence a node detected, gossiped so that whoever proposes next can put it
+    in a block (as the production node's ``cons.evidence`` message does)."""
+
+    evidence: DuplicateVoteEvidence
+
+
+Message = ProposalMsg | VoteMsg | SyncRequest | SyncResponse | EvidenceMsg
 
 # ---------------------------------------------------------------------------------------------
 # Queue items

@@ -41,7 +41,7 @@ from consortia.consensus import (
     sign_proposal,
 )
 from consortia.crypto import KeyPair, Suite
-from consortia.execution.apply import apply_block, propose_block
+from consortia.execution.apply import apply_block, evidence_key, propose_block
 from consortia.execution.errors import InvalidBlock
 from consortia.execution.state import ChainState
 from consortia.ledger.types import (
@@ -57,6 +57,7 @@ from consortia.ledger.types import (
 )
 from consortia.modules.registry import Account, account_key
 from consortia.sim.network import (
+    EvidenceMsg,
     Message,
     ProposalMsg,
     SyncRequest,
@@ -234,6 +235,8 @@ class SimNode:
         elif isinstance(msg, ProposalMsg):
             self._note_height(src, msg.proposal.height)
             self._run(ProposalReceived(msg.proposal, msg.block, msg.pol_votes))
+        elif isinstance(msg, EvidenceMsg):
+            self._pool_evidence(msg.evidence)
         elif isinstance(msg, SyncRequest):
             start = max(1, msg.from_height)
             blocks = tuple(self.chain[start - 1 : start - 1 + MAX_SYNC_BLOCKS])
@@ -344,9 +347,18 @@ class SimNode:
         if isinstance(action, CommitBlock):
             return self._commit(action)
         self.world.evidence(self.index, action.evidence)
-        if self.honest and len(self.evidence_pool) < MAX_EVIDENCE_POOL:
-            self.evidence_pool.setdefault(action.evidence.hash(self.suite), action.evidence)
+        if self.honest:
+            # Pool it and gossip it, as the production node does: the next proposer may not
+            # have seen both votes itself, and evidence is admissible for one more height only.
+            self._pool_evidence(action.evidence)
+            self.world.broadcast(self.index, EvidenceMsg(action.evidence))
         return []
+
+    def _pool_evidence(self, evidence: DuplicateVoteEvidence) -> None:
+        """Keep evidence to propose (honest nodes; bounded). Whether a block may include it is
+        checked when a block is built (``propose_block`` admits only valid, new evidence)."""
+        if self.honest and len(self.evidence_pool) < MAX_EVIDENCE_POOL:
+            self.evidence_pool.setdefault(evidence.hash(self.suite), evidence)
 
     # -----------------------------------------------------------------------------------------
     # Signing (with the last-signed record) and the byzantine variants
@@ -537,12 +549,13 @@ class SimNode:
         self.executed, self.relayed, self.blocks = {}, {}, {}
         self.ahead = None
         self._prune_mempool()
-        # Evidence can go into blocks for a while only (votes of this height or the previous).
-        included = {ev.hash(self.suite) for ev in block.evidence}
+        # Evidence can go into blocks for a while only (votes of this height or the previous),
+        # and once only (gossip may bring back evidence an earlier block recorded).
         self.evidence_pool = {
             k: ev
             for k, ev in self.evidence_pool.items()
-            if k not in included and ev.vote_a.height >= self.height
+            if ev.vote_a.height >= self.height
+            and self.state.tree.get(evidence_key(self.suite, ev)) is None
         }
 
     def _prune_mempool(self) -> None:

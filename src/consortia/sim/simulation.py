@@ -190,6 +190,7 @@ class Simulation:
         self.decided: dict[int, tuple[bytes, int]] = {}  # height -> (block hash, first node)
         self.commits: list[Commit] = []
         self.evidence_seen: set[bytes] = set()
+        self.evidence_reporters: dict[bytes, set[int]] = {}  # evidence hash -> detecting nodes
         self.healed = False
         self.target = sc.heights
         self.deadline_ms = 0
@@ -309,6 +310,7 @@ class Simulation:
         if accused.honest:
             self.fail(f"honest node {accused.index} equivocated: {evidence}")
         self.evidence_seen.add(evidence.hash(self.suite))
+        self.evidence_reporters.setdefault(evidence.hash(self.suite), set()).add(node)
 
     def fail(self, message: str) -> None:
         raise SimulationFailure(

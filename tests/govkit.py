@@ -1,0 +1,48 @@
+"""Governance arithmetic for tests, derived from the genesis organizations (never hard-coded):
+which organizations vote, which accounts vote for them, and how many approvals a threshold takes.
+
+The rule mirrored here is the one ``consortia.modules.governance`` states: a proposal passes once
+the approving voting organizations reach two thirds of all voting organizations (``approvals * 3
+>= voters * 2``), or ``threshold_bp`` basis points of them when a threshold is set. Voting
+organizations are the active members whose kind is not in ``registry.NON_VOTING_KINDS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from consortia.execution.consortium import DEFAULT_ACCOUNTS, DEFAULT_ORGS, AccountSpec
+from consortia.execution.genesis import GenesisAccount, GenesisOrg
+from consortia.modules.registry import NON_VOTING_KINDS
+
+BP = 10_000
+
+
+def voting_orgs(orgs: Iterable[GenesisOrg] = DEFAULT_ORGS) -> tuple[str, ...]:
+    """The ids of the organizations that vote, in genesis order."""
+    return tuple(o.org_id for o in orgs if o.kind not in NON_VOTING_KINDS)
+
+
+def voters(
+    orgs: Iterable[GenesisOrg] = DEFAULT_ORGS,
+    accounts: Iterable[AccountSpec | GenesisAccount] = DEFAULT_ACCOUNTS,
+) -> tuple[str, ...]:
+    """One account name per voting organization that has a genesis org_admin, in genesis order
+    (the account that casts the organization's vote)."""
+    admins: dict[str, str] = {}
+    for spec in accounts:
+        if "org_admin" in spec.roles:
+            admins.setdefault(spec.org_id, spec.name)
+    return tuple(admins[o] for o in voting_orgs(orgs) if o in admins)
+
+
+def approvals_needed(voting: int, threshold_bp: int | None = None) -> int:
+    """The fewest approving organizations out of ``voting`` that pass a proposal."""
+    if voting < 1:
+        raise ValueError("no voting organizations")
+    for n in range(1, voting + 1):
+        if threshold_bp is None and n * 3 >= voting * 2:
+            return n
+        if threshold_bp is not None and n * BP >= voting * threshold_bp:
+            return n
+    raise ValueError(f"threshold {threshold_bp} bp is unreachable")
