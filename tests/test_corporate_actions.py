@@ -21,6 +21,8 @@ from consortia.modules.corporate_actions import (
 )
 from consortia.modules.securities import InvestorTotal, investor_total_key
 from tests.chainkit import Consortium, Driver
+from tests.ecnykit import cash, cash_world, load_tx
+from tests.ecnykit import pay_tx as ecny_pay_tx
 from tests.test_enforcement import pledge_tx
 from tests.test_investors import codes, commit_ok, read
 from tests.test_securities import (
@@ -33,6 +35,7 @@ from tests.test_securities import (
     transfer_tx,
     world,
 )
+from tests.test_settlement import link_tx, snapshot
 
 HOUR_MS = 3_600_000
 ACCOUNTS = ("SA-A", "SA-B", "SA-C", "SA-D")
@@ -52,14 +55,37 @@ def dividend_tx(c: Consortium, dividend_id: str, who: str = "issuer", **over: An
 
 
 def pay_tx(
-    c: Consortium, dividend_id: str, accounts: list[str], who: str = "issuer"
+    c: Consortium,
+    dividend_id: str,
+    accounts: list[str],
+    who: str = "issuer",
+    payer_wallet: str = "W-ISSUER",
 ) -> Transaction:
     return c.tx(
         who,
         "corporate_actions",
         "pay",
-        {"dividend_id": dividend_id, "account_ids": accounts},
+        {"dividend_id": dividend_id, "account_ids": accounts, "payer_wallet": payer_wallet},
     )
+
+
+ISSUER_FLOAT = 1_000_000  # fen in the issuer's corporate wallet W-ISSUER
+
+
+def dividend_world(
+    linked: tuple[str, ...] = ACCOUNTS, issuer_float: int = ISSUER_FLOAT
+) -> tuple[Consortium, Driver]:
+    """The cash world with W-ISSUER funded and ``linked`` accounts linked to their investor's
+    wallet (SA-A → W-A, ...) as settlement wallets."""
+    c, d = cash_world()
+    commit_ok(
+        d,
+        [
+            load_tx(c, "ccb-admin", "W-ISSUER", issuer_float),
+            *(link_tx(c, a, "W-" + a[-1]) for a in linked),
+        ],
+    )
+    return c, d
 
 
 def split_tx(c: Consortium, split_id: str, new: int, old: int, date: int) -> Transaction:
@@ -97,7 +123,18 @@ def test_cst_dates() -> None:
 
 
 def test_dividend_follows_record_date_holdings() -> None:
-    c, d = world()
+    c, d = dividend_world()
+    # The issuer gives the operator, its paying agent, a sub-wallet of W-ISSUER and funds it.
+    agent = {
+        "wallet_id": "W-AGENT",
+        "parent": "W-ISSUER",
+        "owner": c.addr("exchange-admin"),
+        "balance_cap": 10**12,
+        "per_payment_limit": 10**12,
+        "daily_limit": 10**12,
+    }
+    commit_ok(d, [c.tx("issuer", "ecny", "open_sub_wallet", agent)])
+    commit_ok(d, [ecny_pay_tx(c, "issuer", "W-ISSUER", "W-AGENT", 10_000)])
     listed(c, d, "EQ1", decimals=2)  # amounts in 1/100 share; 125 fen per whole share
     commit_ok(d, [issue_tx(c, "EQ1", "SA-A", 1000), issue_tx(c, "EQ1", "SA-B", 550)])
     p = commit_ok(d, [dividend_tx(c, "DIV1")])
@@ -125,10 +162,13 @@ def test_dividend_follows_record_date_holdings() -> None:
         d,
         date_start_ms(20260115),
         [
-            pay_tx(c, "DIV1", ["SA-A", "SA-B"], who="exchange-admin"),
+            pay_tx(c, "DIV1", ["SA-A", "SA-B"], who="exchange-admin", payer_wallet="W-AGENT"),
             pay_tx(c, "DIV1", ["SA-D"]),  # held nothing at the record date
             pay_tx(c, "DIV1", ["SA-A"]),  # paid already
             pay_tx(c, "DIV1", ["SA-C"], who="broker-a-admin"),
+            pay_tx(c, "DIV1", ["SA-C"], who="exchange-admin"),  # may not spend W-ISSUER
+            pay_tx(c, "DIV1", ["SA-C"], payer_wallet="W-C"),  # the issuer may not spend W-C
+            pay_tx(c, "DIV1", ["SA-C"], payer_wallet="W-NOPE"),
             pay_tx(c, "DIV1", ["SA-C"]),
             pay_tx(c, "DIV1", ["SA-C"]),  # completed
             pay_tx(c, "NOPE", ["SA-C"]),
@@ -139,6 +179,9 @@ def test_dividend_follows_record_date_holdings() -> None:
         "NO_ENTITLEMENT",
         "ALREADY_PAID",
         "NOT_AUTHORIZED",
+        "NOT_AUTHORIZED",
+        "NOT_AUTHORIZED",
+        "UNKNOWN_WALLET",
         "",
         "CORPORATE_ACTION_CLOSED",
         "UNKNOWN_CORPORATE_ACTION",
@@ -159,7 +202,18 @@ def test_dividend_follows_record_date_holdings() -> None:
         ("SA-B", 687),
         ("SA-C", 125),
     ]
-    assert all(a["settlement"] == "ledger" for a in paid)
+    assert all(a["settlement"] == "ecny" for a in paid)
+    assert [a["wallet_id"] for a in paid] == ["W-A", "W-B", "W-C"]
+    # The money moved in e-CNY to the wallets of the record-date holders, not of today's.
+    payments = [e.attributes for r in p.receipts for e in r.events if e.kind == "payment"]
+    assert [(a["payer"], a["payee"], a["amount_fen"], a["purpose"]) for a in payments] == [
+        ("W-AGENT", "W-A", 1125, "dividend"),
+        ("W-AGENT", "W-B", 687, "dividend"),
+        ("W-ISSUER", "W-C", 125, "dividend"),
+    ]
+    assert [cash(d, "W-" + a[-1]) for a in ACCOUNTS] == [1125, 687, 125, 0]
+    assert cash(d, "W-AGENT") == 10_000 - 1125 - 687
+    assert cash(d, "W-ISSUER") == ISSUER_FLOAT - 10_000 - 125
     div = read(d, dividend_key("DIV1"), Dividend)
     assert div is not None
     assert (div.status, div.paid_shares, div.paid_fen) == ("completed", 1550, 1937)
@@ -168,7 +222,7 @@ def test_dividend_follows_record_date_holdings() -> None:
 
 
 def test_dividend_untouched_holdings_use_current_balances() -> None:
-    c, d = world()
+    c, d = dividend_world()
     listed(c, d, "EQ1")
     commit_ok(d, [issue_tx(c, "EQ1", "SA-A", 30), issue_tx(c, "EQ1", "SA-B", 10)])
     commit_ok(d, [dividend_tx(c, "DIV1", record_date=20260101, ex_date=20260101)])
@@ -180,6 +234,44 @@ def test_dividend_untouched_holdings_use_current_balances() -> None:
         40,
         40 * 125,
     )
+
+
+def test_dividend_batch_is_paid_in_ecny_all_or_nothing() -> None:
+    c, d = dividend_world(linked=("SA-A", "SA-B"), issuer_float=4_000)
+    listed(c, d, "EQ1")
+    commit_ok(
+        d,
+        [
+            issue_tx(c, "EQ1", "SA-A", 30),
+            issue_tx(c, "EQ1", "SA-B", 10),
+            issue_tx(c, "EQ1", "SA-C", 20),
+            dividend_tx(c, "DIV1", record_date=20260101, ex_date=20260101),
+        ],
+    )
+    advance_to(d, date_start_ms(20260115))
+    before = snapshot(d)
+    p = d.commit(
+        [
+            pay_tx(c, "DIV1", ["SA-A", "SA-C"]),  # SA-C has no settlement wallet
+            pay_tx(c, "DIV1", ["SA-A", "SA-B"]),  # 3750 + 1250 fen > 4000 in W-ISSUER
+        ]
+    )
+    assert codes(p) == ["NO_SETTLEMENT_WALLET", "INSUFFICIENT_FUNDS"]
+    assert snapshot(d) == before  # SA-A, paid first in both batches, was not paid either
+    assert read(d, entitlement_key("DIV1", "SA-A"), Entitlement) is None
+    p = d.commit(
+        [
+            pay_tx(c, "DIV1", ["SA-A"]),
+            load_tx(c, "ccb-admin", "W-ISSUER", 10_000),
+            link_tx(c, "SA-C", "W-C", who="broker-a-admin"),
+            pay_tx(c, "DIV1", ["SA-B", "SA-C"]),
+        ]
+    )
+    assert codes(p) == ["", "", "", ""]
+    assert [cash(d, w) for w in ("W-A", "W-B", "W-C")] == [3750, 1250, 2500]
+    assert cash(d, "W-ISSUER") == 4_000 + 10_000 - 7_500
+    div = read(d, dividend_key("DIV1"), Dividend)
+    assert div is not None and (div.status, div.paid_fen) == ("completed", 7_500)
 
 
 def test_dividend_validation_codes() -> None:
@@ -219,7 +311,7 @@ def test_dividend_validation_codes() -> None:
 
 
 def test_split_conserves_proportions_and_totals() -> None:
-    c, d = world()
+    c, d = dividend_world()
     listed(c, d, "EQ1", authorized=10_000)
     commit_ok(
         d,

@@ -11,9 +11,9 @@ role must be refused with ``NOT_AUTHORIZED``.
 
 Where the home organization of each role's account is (``HOME_ORG``): broker, org_admin, investor →
 broker-a; issuer → issuer-x; exchange, admin, validator_operator → exchange; custodian,
-operator_bank → bank-ccb; fund_manager, insurer → broker-b; central_bank → pboc; regulator → csrc
-(the genesis regulator account). Some permissions are relations as well as roles; the targets below
-are chosen so that the relation holds for the role's account:
+operator_bank → bank-ccb; fund_manager, insurer → broker-b; central_bank → pboc; court → court-sh;
+regulator → csrc (the genesis regulator account). Some permissions are relations as well as roles;
+the targets below are chosen so that the relation holds for the role's account:
 
 ========================================  ================================================
 operation                                 permitted roles (relation that makes them hold)
@@ -21,9 +21,9 @@ operation                                 permitted roles (relation that makes t
 enforcement.pledge                        broker (broker-a keeps SA-A), investor (owns SA-A)
 enforcement.release                       exchange; custodian, operator_bank (members of
                                           bank-ccb, the pledgee organization)
-enforcement.freeze                        regulator
-enforcement.unfreeze                      regulator (also the freezing account itself)
-enforcement.forced_transfer               regulator (also the freezing account itself)
+enforcement.freeze                        court, regulator
+enforcement.unfreeze                      court, regulator (also the freezing account itself)
+enforcement.forced_transfer               court, regulator (also the freezing account itself)
 enforcement.settle                        every role (any registered account)
 corporate_actions.announce_dividend       issuer (of issuer-x, the security's issuer)
 corporate_actions.pay                     issuer (of issuer-x), exchange
@@ -42,12 +42,17 @@ registry.register_account                 admin, org_admin (of the target org, b
 registry.rotate_key                       every role (its own key)
 registry.reset_key                        admin, org_admin (of the target's org, broker-a)
 registry.set_roles                        admin, org_admin (of the target's org, broker-a)
-registry.freeze_account                   regulator, org_admin (of the target's org, broker-a)
-registry.unfreeze_account                 regulator, org_admin (of the target's org, broker-a)
+registry.freeze_account                   court, regulator, org_admin (of the target's org,
+                                          broker-a)
+registry.unfreeze_account                 court, regulator, org_admin (of the target's org,
+                                          broker-a)
 ========================================  ================================================
 
 Notably the consortium ``admin`` role alone neither votes in governance (that needs ``org_admin``)
-nor freezes registry accounts (that needs ``regulator`` or the target's ``org_admin``).
+nor freezes registry accounts (that needs ``regulator``, ``court`` or the target's ``org_admin``).
+A court's freezes (registry accounts, holdings, securities accounts) are judicial orders; it holds
+no governance vote (its organization's kind is not a voting kind) and, like the operator roles, its
+role is granted only by a consortium admin or governance.
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ from consortia.modules.corporate_actions import date_start_ms
 from consortia.modules.governance import THRESHOLD_PARAM
 from consortia.modules.registry import ADMIN_ONLY_ROLES, ROLES
 from tests.chainkit import Consortium, Driver, make_consortium
+from tests.ecnykit import issue_tx as ecny_issue_tx
+from tests.ecnykit import load_tx, open_wallet_tx
 from tests.test_investors import commit_ok, open_account_tx, open_investor_tx
 from tests.test_securities import HOME_ORG, advance_to, apply_args
 
@@ -72,12 +79,13 @@ REFUSAL = dict.fromkeys(MODULES, "NOT_AUTHORIZED")
 EVERY = frozenset(ROLES)
 VOTER = frozenset({"org_admin"})
 MANAGER = frozenset({"admin", "org_admin"})
+JUDICIAL = frozenset({"court", "regulator"})
 PERMITTED: dict[tuple[str, str], frozenset[str]] = {
     ("enforcement", "pledge"): frozenset({"broker", "investor"}),
     ("enforcement", "release"): frozenset({"exchange", "custodian", "operator_bank"}),
-    ("enforcement", "freeze"): frozenset({"regulator"}),
-    ("enforcement", "unfreeze"): frozenset({"regulator"}),
-    ("enforcement", "forced_transfer"): frozenset({"regulator"}),
+    ("enforcement", "freeze"): JUDICIAL,
+    ("enforcement", "unfreeze"): JUDICIAL,
+    ("enforcement", "forced_transfer"): JUDICIAL,
     ("enforcement", "settle"): EVERY,
     ("corporate_actions", "announce_dividend"): frozenset({"issuer"}),
     ("corporate_actions", "pay"): frozenset({"issuer", "exchange"}),
@@ -96,8 +104,8 @@ PERMITTED: dict[tuple[str, str], frozenset[str]] = {
     ("registry", "rotate_key"): EVERY,
     ("registry", "reset_key"): MANAGER,
     ("registry", "set_roles"): MANAGER,
-    ("registry", "freeze_account"): frozenset({"regulator", "org_admin"}),
-    ("registry", "unfreeze_account"): frozenset({"regulator", "org_admin"}),
+    ("registry", "freeze_account"): JUDICIAL | {"org_admin"},
+    ("registry", "unfreeze_account"): JUDICIAL | {"org_admin"},
 }
 
 # The genesis org_admin of each organization; issuer-x (admitted below) has none, so the
@@ -107,7 +115,10 @@ ORG_ADMIN = {
     "broker-a": "broker-a-admin",
     "broker-b": "broker-b-admin",
     "bank-ccb": "ccb-admin",
+    "bank-bocom": "bocom-admin",
     "pboc": "pboc-admin",
+    "fund-harvest": "fund-admin",
+    "insurer-ping": "insurer-admin",
 }
 
 
@@ -216,9 +227,35 @@ def prepare(c: Consortium, d: Driver, method: str) -> None:
         commit_ok(d, [c.tx("regulator", "enforcement", "freeze", args)])
         advance_to(d, date_start_ms(20260103))
     elif method == "pay":
+        # e-CNY: the issuer's wallet W-ISSUER with a funded sub-wallet W-AGENT held by the
+        # operator (its paying agent; the issuer, holding the parent, may spend it too), and
+        # SA-A's settlement wallet W-A.
+        commit_ok(d, [ecny_issue_tx(c, "bank-ccb", 1_000_000)])
         commit_ok(
             d,
-            [c.tx(actor("issuer"), "corporate_actions", "announce_dividend", _dividend_args("D1"))],
+            [
+                open_wallet_tx(c, "ccb-admin", "W-ISSUER", actor("issuer"), category=1),
+                open_wallet_tx(c, "ccb-admin", "W-A", actor("investor"), category=2),
+            ],
+        )
+        agent = {
+            "wallet_id": "W-AGENT",
+            "parent": "W-ISSUER",
+            "owner": c.addr(actor("exchange")),
+            "balance_cap": 10**12,
+            "per_payment_limit": 10**12,
+            "daily_limit": 10**12,
+        }
+        commit_ok(d, [c.tx(actor("issuer"), "ecny", "open_sub_wallet", agent)])
+        link = {"account_id": "SA-A", "wallet_id": "W-A"}
+        dividend = _dividend_args("D1")
+        commit_ok(
+            d,
+            [
+                load_tx(c, "ccb-admin", "W-AGENT", 100_000),
+                c.tx(actor("investor"), "settlement", "link_wallet", link),
+                c.tx(actor("issuer"), "corporate_actions", "announce_dividend", dividend),
+            ],
         )
         advance_to(d, date_start_ms(20260102))
     elif method == "execute_split":
@@ -249,7 +286,7 @@ def op_args(c: Consortium, method: str) -> dict[str, Any]:
         "settle": {"account_id": "SA-A", "code": "EQ1"},
         # corporate_actions
         "announce_dividend": _dividend_args("D2"),
-        "pay": {"dividend_id": "D1", "account_ids": ["SA-A"]},
+        "pay": {"dividend_id": "D1", "account_ids": ["SA-A"], "payer_wallet": "W-AGENT"},
         "announce_split": _split_args("S2", 20260110),
         "execute_split": {"split_id": "S1"},
         "cancel_split": {"split_id": "S1"},
@@ -331,3 +368,33 @@ def test_org_admin_cannot_grant_itself_the_operator_role() -> None:
     # (or by governance), so the grant is refused and the pledgee's pledge stays in force.
     assert p.receipts[0].code == "NOT_AUTHORIZED"
     assert p.receipts[1].code == "NOT_AUTHORIZED"
+
+
+@pytest.mark.parametrize("role", ["court", "operator_bank"])
+def test_court_and_e_cny_operator_are_granted_by_the_consortium_admin_only(role: str) -> None:
+    """No org_admin grants ``role`` (a bank's admin cannot make an account of its bank an e-CNY
+    operator, a broker's admin cannot make itself a court) nor drops the operator role from its
+    own account; the consortium admin grants it."""
+    c = make_consortium()
+    d = Driver(c)
+    home = {"court": "court-sh", "operator_bank": "bank-bocom"}[role]
+    kp, other = c.suite.generate_keypair(), c.suite.generate_keypair()
+
+    def open_account(by: str, org_id: str, key: bytes) -> Transaction:
+        args = {"public_key": key, "org_id": org_id, "roles": [role]}
+        return c.tx(by, "registry", "register_account", args)
+
+    def own_roles(who: str, roles: list[str]) -> Transaction:
+        return c.tx(who, "registry", "set_roles", {"address": c.addr(who), "roles": roles})
+
+    p = d.commit(
+        [
+            open_account("bocom-admin", "bank-bocom", kp.public_key),
+            open_account("broker-a-admin", "broker-a", kp.public_key),
+            own_roles("broker-a-admin", ["broker", "org_admin", role]),
+            own_roles("bocom-admin", ["org_admin"]),  # dropping operator_bank is reserved too
+            open_account("exchange-admin", home, kp.public_key),
+            open_account("exchange-admin", "broker-a", other.public_key),
+        ]
+    )
+    assert [r.code for r in p.receipts] == ["NOT_AUTHORIZED"] * 4 + ["", ""]

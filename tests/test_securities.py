@@ -411,6 +411,7 @@ HOME_ORG = {
     "fund_manager": "broker-b",
     "insurer": "broker-b",
     "central_bank": "pboc",
+    "court": "court-sh",
 }
 
 

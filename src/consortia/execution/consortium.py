@@ -25,7 +25,11 @@ DEFAULT_ORGS: tuple[GenesisOrg, ...] = (
     GenesisOrg("broker-a", "Alpha Securities", "broker"),
     GenesisOrg("broker-b", "Beta Securities", "broker"),
     GenesisOrg("bank-ccb", "Construction Bank (e-CNY operator)", "bank"),
+    GenesisOrg("bank-bocom", "Bank of Communications (e-CNY operator)", "bank"),
     GenesisOrg("pboc", "Central Bank", "central_bank"),
+    GenesisOrg("fund-harvest", "Harvest Fund Management", "fund_manager"),
+    GenesisOrg("insurer-ping", "Ping Insurance", "insurer"),
+    GenesisOrg("court-sh", "Shanghai Financial Court", "court"),
 )
 
 DEFAULT_ACCOUNTS: tuple[AccountSpec, ...] = (
@@ -34,7 +38,11 @@ DEFAULT_ACCOUNTS: tuple[AccountSpec, ...] = (
     AccountSpec("broker-a-admin", "broker-a", ("broker", "org_admin")),
     AccountSpec("broker-b-admin", "broker-b", ("broker", "org_admin")),
     AccountSpec("ccb-admin", "bank-ccb", ("operator_bank", "org_admin")),
+    AccountSpec("bocom-admin", "bank-bocom", ("operator_bank", "org_admin")),
     AccountSpec("pboc-admin", "pboc", ("central_bank", "org_admin")),
+    AccountSpec("fund-admin", "fund-harvest", ("fund_manager", "org_admin")),
+    AccountSpec("insurer-admin", "insurer-ping", ("insurer", "org_admin")),
+    AccountSpec("court-officer", "court-sh", ("court",)),
 )
 
 DEFAULT_VALIDATORS: tuple[str, ...] = ("exchange", "broker-a", "broker-b", "bank-ccb")

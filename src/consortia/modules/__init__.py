@@ -5,11 +5,15 @@ from __future__ import annotations
 from consortia.execution.module import Module
 from consortia.modules import (
     corporate_actions,
+    ecny,
     enforcement,
+    funds,
     governance,
+    insurance,
     investors,
     registry,
     securities,
+    settlement,
 )
 
 NATIVE_MODULES: dict[str, Module] = {
@@ -21,6 +25,10 @@ NATIVE_MODULES: dict[str, Module] = {
         securities.MODULE,
         enforcement.MODULE,
         corporate_actions.MODULE,
+        ecny.MODULE,
+        funds.MODULE,
+        settlement.MODULE,
+        insurance.MODULE,
     )
 }
 

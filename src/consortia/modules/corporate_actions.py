@@ -29,10 +29,15 @@ other than the touched ones only if they had changed earlier, which cannot happe
 The issued amount frozen the same way equals the sum of record-date balances, so payment can be
 reconciled: the dividend is ``completed`` once the paid shares reach it.
 
-Payment. Until the e-CNY module exists **no money moves**: from the payment date on, the issuer
-or the operator (role ``exchange``) calls ``pay`` with a batch of accounts, which marks each
-entitlement ``paid`` in the entitlement ledger (``dividend_paid`` event per account). An account
-can be paid once.
+Payment in e-CNY. From the payment date on, the issuer or the operator (role ``exchange``, as
+paying agent) calls ``pay`` with a batch of accounts and a paying wallet the sender may spend
+(``ecny.require_spender``). Each account's entitlement is paid from that wallet to the account's
+settlement wallet (``settlement.settlement_wallet``; ``NO_SETTLEMENT_WALLET`` when the account has
+none) through ``ecny.pay_between``, so every wallet rule applies (funds, limits, freezes, caps),
+and the entitlement is marked ``paid`` (``dividend_paid`` event per account, ``settlement`` =
+"ecny"). The batch is all or nothing: if any payment fails, no account of the batch is paid. An
+account can be paid once. An entitlement that floors to 0 fen is marked paid without a payment.
+A batch has at most ``MAX_PAY_BATCH`` accounts (each payment emits up to three events).
 
 Share split
 -----------
@@ -65,13 +70,14 @@ State keys:
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass, replace
 
 from consortia.execution.context import TxContext
 from consortia.execution.errors import TxFailure
 from consortia.execution.module import Method, Module
 from consortia.modules import enforcement, securities
+from consortia.modules.calendar import DAY_MS, InvalidDateError, cst_date, date_start_ms
+from consortia.modules.ecny import pay_between, require_spender, require_wallet
 from consortia.modules.investors import (
     InvalidArgumentError,
     NotAuthorizedError,
@@ -92,15 +98,14 @@ from consortia.modules.securities import (
     require_security,
     security_key,
 )
+from consortia.modules.settlement import settlement_wallet
 
 NAME = "corporate_actions"
 
-DAY_MS = 86_400_000
-CST_OFFSET_MS = 8 * 3_600_000  # China Standard Time, UTC+8
 MAX_AMOUNT = (1 << 63) - 1
 MAX_RATIO = 1000
 MAX_OPEN_DIVIDENDS = 16
-MAX_PAY_BATCH = 200
+MAX_PAY_BATCH = 80  # ≤ 3 events per account within MAX_EVENTS_PER_TX
 MAX_HOLDERS = 1000
 
 
@@ -186,10 +191,6 @@ def holders_key(code: str) -> bytes:
 # Failures (stable codes)
 
 
-class InvalidDateError(TxFailure):
-    code = "INVALID_DATE"
-
-
 class ActionExistsError(TxFailure):
     code = "CORPORATE_ACTION_EXISTS"
 
@@ -240,23 +241,6 @@ class TooManyHoldersError(TxFailure):
 
 # ---------------------------------------------------------------------------------------------
 # Dates (CST)
-
-
-def date_start_ms(yyyymmdd: int) -> int:
-    """Block time (ms since the epoch, UTC) of 00:00 CST on ``yyyymmdd``; INVALID_DATE if none."""
-    if not 19700102 <= yyyymmdd <= 99991230:
-        raise InvalidDateError(f"{yyyymmdd} is not a YYYYMMDD date")
-    try:
-        day = datetime.date(yyyymmdd // 10000, yyyymmdd // 100 % 100, yyyymmdd % 100)
-    except ValueError as exc:
-        raise InvalidDateError(f"{yyyymmdd} is not a calendar date") from exc
-    return (day - datetime.date(1970, 1, 1)).days * DAY_MS - CST_OFFSET_MS
-
-
-def cst_date(time_ms: int) -> int:
-    """The CST calendar date (YYYYMMDD) of a block time."""
-    day = datetime.date(1970, 1, 1) + datetime.timedelta(days=(time_ms + CST_OFFSET_MS) // DAY_MS)
-    return day.year * 10000 + day.month * 100 + day.day
 
 
 def _not_past(ctx: TxContext, name: str, yyyymmdd: int) -> int:
@@ -432,10 +416,11 @@ def announce_dividend(ctx: TxContext, args: AnnounceDividendArgs) -> None:
 class PayArgs:
     dividend_id: str
     account_ids: tuple[str, ...]
+    payer_wallet: str  # the e-CNY wallet the dividend is paid from; the sender may spend it
 
 
 def pay(ctx: TxContext, args: PayArgs) -> None:
-    """From the payment date, mark entitlements paid (ledger only: no e-CNY moves yet)."""
+    """From the payment date, pay a batch of entitlements in e-CNY (all or nothing)."""
     div = ctx.get_record(dividend_key(args.dividend_id), Dividend)
     if div is None:
         raise UnknownActionError(f"no dividend {args.dividend_id!r}")
@@ -449,6 +434,7 @@ def pay(ctx: TxContext, args: PayArgs) -> None:
         raise InvalidArgumentError(f"a payment batch has 1..{MAX_PAY_BATCH} accounts")
     if len(set(args.account_ids)) != len(args.account_ids):
         raise InvalidArgumentError("an account appears twice in the batch")
+    require_spender(ctx, require_wallet(ctx, args.payer_wallet))
     if div.record_issued < 0:  # no balance change since the record date: issued is unchanged
         div = replace(div, record_issued=sec.issued)
     for account_id in args.account_ids:
@@ -464,6 +450,16 @@ def pay(ctx: TxContext, args: PayArgs) -> None:
             raise AlreadyPaidError(f"{account_id!r} was already paid {div.dividend_id!r}")
         if ent.shares == 0:
             raise NoEntitlementError(f"{account_id!r} held no {div.code!r} at the record date")
+        wallet_id = settlement_wallet(ctx, account_id)
+        if ent.amount_fen:
+            pay_between(
+                ctx,
+                args.payer_wallet,
+                wallet_id,
+                ent.amount_fen,
+                purpose="dividend",
+                memo=f"{div.dividend_id} {account_id}",
+            )
         ctx.put_record(key, replace(ent, status="paid", paid_height=ctx.height))
         div = replace(
             div, paid_shares=div.paid_shares + ent.shares, paid_fen=div.paid_fen + ent.amount_fen
@@ -476,7 +472,8 @@ def pay(ctx: TxContext, args: PayArgs) -> None:
             account_id=account_id,
             shares=ent.shares,
             amount_fen=ent.amount_fen,
-            settlement="ledger",  # no money moves until the e-CNY module exists
+            wallet_id=wallet_id,
+            settlement="ecny",
         )
     if div.paid_shares >= div.record_issued:
         div = replace(div, status="completed")

@@ -68,11 +68,26 @@ NEXT_ID_KEY = b"governance/next_id"
 
 # Chain parameters a ``set_param`` proposal may change: name -> inclusive integer bounds.
 THRESHOLD_PARAM = "governance.threshold_bp"
+MAX_FEN = 1 << 62  # e-CNY amounts are integers in fen
+# e-CNY wallet limits per KYC category (2..4; category 1 has none) and the large-value threshold.
+# Defaults (used when neither genesis nor governance set them) live in the ecny module.
+ECNY_LIMIT_PARAMS: tuple[str, ...] = tuple(
+    f"ecny.cat{cat}.{limit}"
+    for cat in (2, 3, 4)
+    for limit in ("balance_cap_fen", "per_payment_fen", "daily_fen")
+)
+ECNY_LARGE_VALUE_PARAM = "ecny.large_value_fen"
 PARAMS: dict[str, tuple[int, int]] = {
     THRESHOLD_PARAM: (5_001, 10_000),  # more than half, at most everyone
+    ECNY_LARGE_VALUE_PARAM: (1, MAX_FEN),
+    **dict.fromkeys(ECNY_LIMIT_PARAMS, (1, MAX_FEN)),
 }
-# Genesis ``params`` entries that seed a chain parameter: genesis name -> parameter name.
-GENESIS_PARAMS: dict[str, str] = {"governance_threshold_bp": THRESHOLD_PARAM}
+# Genesis ``params`` entries that seed a chain parameter: genesis name -> parameter name
+# (the parameter name with "." spelled "_", e.g. ``ecny_cat4_daily_fen``).
+GENESIS_PARAMS: dict[str, str] = {
+    "governance_threshold_bp": THRESHOLD_PARAM,
+    **{name.replace(".", "_"): name for name in (ECNY_LARGE_VALUE_PARAM, *ECNY_LIMIT_PARAMS)},
+}
 BP = 10_000
 
 

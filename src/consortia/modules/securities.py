@@ -252,7 +252,7 @@ def check_not_frozen(ctx: TxContext, acct: SecuritiesAccount) -> None:
         raise AccountFrozenError(f"the owner of securities account {acct.account_id!r} is frozen")
 
 
-def _check_suitability(ctx: TxContext, sec: Security, acct: SecuritiesAccount) -> None:
+def check_suitability(ctx: TxContext, sec: Security, acct: SecuritiesAccount) -> None:
     inv = require_investor(ctx, acct.investor_id)
     if sec.risk_level > inv.risk_tolerance:
         raise SuitabilityMismatchError(
@@ -458,7 +458,7 @@ def issue(ctx: TxContext, args: IssueArgs) -> None:
         )
     acct = require_open_account(ctx, args.account_id)
     check_not_frozen(ctx, acct)
-    _check_suitability(ctx, sec, acct)
+    check_suitability(ctx, sec, acct)
     book = Book(ctx, sec)
     book.set(_credit(ctx, sec, book.get(acct), args.amount, args.amount))
     issued = sec.issued + args.amount
@@ -591,14 +591,29 @@ def transfer(ctx: TxContext, args: TransferArgs) -> None:
         raise NotAuthorizedError(
             f"only the owner of {src.account_id!r} or its broker may transfer from it"
         )
-    if sec.status != "approved":
-        raise NotApprovedError(f"security {sec.code!r} is {sec.status}")
-    _check_amount("amount", args.amount)
     if len(args.memo) > MAX_TEXT or not args.memo.isprintable():
         raise InvalidArgumentError(f"memo must be 0..{MAX_TEXT} printable characters")
-    if args.from_account == args.to_account:
+    move_shares(ctx, sec.code, args.from_account, args.to_account, args.amount, memo=args.memo)
+
+
+def move_shares(
+    ctx: TxContext, code: str, from_account: str, to_account: str, amount: int, *, memo: str
+) -> None:
+    """Move ``amount`` free shares of ``code`` between two open securities accounts.
+
+    The caller has authorized the move (``transfer`` checks the sender; settlement checks both
+    parties' instructions). Checks, before any write: the security is approved and not halted,
+    neither account is frozen, the source's free balance covers the amount (``LOCKED_UP`` when only
+    the lock-up stands in the way) and the destination investor is suitable. Emits ``transferred``.
+    """
+    sec = require_security(ctx, code)
+    if sec.status != "approved":
+        raise NotApprovedError(f"security {sec.code!r} is {sec.status}")
+    _check_amount("amount", amount)
+    if from_account == to_account:
         raise InvalidArgumentError("a transfer needs two different accounts")
-    dst = require_open_account(ctx, args.to_account)
+    src = require_open_account(ctx, from_account)
+    dst = require_open_account(ctx, to_account)
     if sec.halted:
         raise TradingHaltedError(f"trading in {sec.code!r} is halted: {sec.halt_reason}")
     if SETTLE_HOOKS:
@@ -611,19 +626,19 @@ def transfer(ctx: TxContext, args: TransferArgs) -> None:
     book = Book(ctx, sec)
     held = book.get(src)
     free = held.free(ctx.time_ms)
-    if args.amount > free:
-        if args.amount <= free + held.effective_locked(ctx.time_ms):
+    if amount > free:
+        if amount <= free + held.effective_locked(ctx.time_ms):
             raise LockedUpError(
                 f"{held.effective_locked(ctx.time_ms)} of {sec.code!r} in {src.account_id!r} "
                 f"are locked up until {held.lockup_until_ms}"
             )
         raise InsufficientFreeBalanceError(
-            f"{src.account_id!r} has {free} free {sec.code!r}, {args.amount} requested"
+            f"{src.account_id!r} has {free} free {sec.code!r}, {amount} requested"
         )
-    _check_suitability(ctx, sec, dst)
-    book.set(replace(held, balance=held.balance - args.amount))
+    check_suitability(ctx, sec, dst)
+    book.set(replace(held, balance=held.balance - amount))
     received = book.get(dst)
-    book.set(replace(received, balance=received.balance + args.amount))
+    book.set(replace(received, balance=received.balance + amount))
     book.flush(sec.issued)
     ctx.emit(
         NAME,
@@ -631,9 +646,56 @@ def transfer(ctx: TxContext, args: TransferArgs) -> None:
         code=sec.code,
         from_account=src.account_id,
         to_account=dst.account_id,
-        amount=args.amount,
-        memo=args.memo,
+        amount=amount,
+        memo=memo,
     )
+
+
+def create_units(ctx: TxContext, code: str, account_id: str, amount: int) -> None:
+    """Create ``amount`` new units of an approved security in an account (fund subscriptions:
+    the caller is the fund module, which has checked the manager and the order). Checks the
+    account is open, not frozen and suitable, and the authorized total. Emits ``issued``."""
+    sec = require_approved(ctx, code)
+    _check_amount("amount", amount)
+    if amount > sec.authorized - sec.issued:
+        raise ExceedsAuthorizedError(
+            f"creating {amount} would exceed the authorized {sec.authorized} "
+            f"({sec.issued} issued)"
+        )
+    acct = require_open_account(ctx, account_id)
+    check_not_frozen(ctx, acct)
+    check_suitability(ctx, sec, acct)
+    book = Book(ctx, sec)
+    book.set(_credit(ctx, sec, book.get(acct), amount, amount))
+    issued = sec.issued + amount
+    ctx.put_record(security_key(sec.code), replace(sec, issued=issued))
+    book.flush(issued)
+    ctx.emit(NAME, "issued", code=sec.code, account_id=acct.account_id, amount=amount)
+
+
+def cancel_units(ctx: TxContext, code: str, account_id: str, amount: int) -> None:
+    """Cancel ``amount`` free units of a security held in an account (fund redemptions: the
+    caller has checked the order). The units leave the issued total. Emits ``cancelled``."""
+    sec = require_approved(ctx, code)
+    _check_amount("amount", amount)
+    acct = require_open_account(ctx, account_id)
+    if SETTLE_HOOKS:
+        for hook in SETTLE_HOOKS:
+            hook(ctx, sec.code, acct.account_id, acct.account_id)
+        acct = require_open_account(ctx, acct.account_id)
+    check_not_frozen(ctx, acct)
+    book = Book(ctx, sec)
+    held = book.get(acct)
+    free = held.free(ctx.time_ms)
+    if amount > free:
+        raise InsufficientFreeBalanceError(
+            f"{acct.account_id!r} has {free} free {sec.code!r}, {amount} to cancel"
+        )
+    book.set(replace(held, balance=held.balance - amount))
+    issued = sec.issued - amount
+    ctx.put_record(security_key(sec.code), replace(sec, issued=issued))
+    book.flush(issued)
+    ctx.emit(NAME, "cancelled", code=sec.code, account_id=acct.account_id, amount=amount)
 
 
 MODULE = Module(

@@ -9,6 +9,7 @@ the end. Nothing is printed that was not computed.
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from consortia.node.local import (
     LocalChain,
     load_key_dir,
 )
+from consortia.node.story import Outcome, Story, run_story
 from consortia.node.verify import ChainVerdict, verify_chain
 
 Say = Callable[[str], None]
@@ -92,6 +94,20 @@ def investor_openings(
     return keys, txs
 
 
+class RehearsalClock:
+    """Wall-clock time plus an offset that only grows: lets the in-process demo run a business
+    week (fund cut-offs, NAV days) in seconds. Block times still only increase."""
+
+    def __init__(self) -> None:
+        self.offset_ms = 0
+
+    def __call__(self) -> int:
+        return time.time_ns() // 1_000_000 + self.offset_ms
+
+    def advance_to(self, time_ms: int) -> None:
+        self.offset_ms += max(0, time_ms - self())
+
+
 def _chunks(items: list[Transaction], size: int) -> Iterator[list[Transaction]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -116,7 +132,8 @@ def run_demo(
     validator_keys = load_key_dir(home / VALIDATORS_DIR, password)
     accounts = load_key_dir(home / ACCOUNTS_DIR, password)
     report = DemoReport(suite=suite_name, chain_id=genesis.chain_id)
-    chain = LocalChain(home, validator_keys)
+    clock = RehearsalClock()
+    chain = LocalChain(home, validator_keys, clock_ms=clock)
     suite = chain.suite
     signer = _Signer(suite, genesis.chain_id)
 
@@ -302,7 +319,7 @@ def run_demo(
     # 7. Restart: reopen the store and continue from the same state root.
     root_before = chain.state.state_root
     chain.close()
-    chain = LocalChain(home, validator_keys)
+    chain = LocalChain(home, validator_keys, clock_ms=clock)
     check(
         "restart restores the state",
         chain.state.state_root == root_before,
@@ -320,7 +337,47 @@ def run_demo(
         "after restart",
     )
 
-    # 8. Prove alice's account against the head's state root, offline.
+    # 8. The business story: securities, e-CNY wallets and payments, escrow, judicial freezes.
+    class _InProcess:
+        def submit(self, txs: list[Transaction], label: str) -> list[Outcome]:
+            committed = commit(txs, label)
+            refused = {tx.hash(suite): why for tx, why in committed.rejected}
+            by_hash = {r.tx_hash: r for r in committed.receipts}
+            height = committed.block.header.height
+            out = []
+            for tx in txs:
+                h = tx.hash(suite)
+                if h in by_hash:
+                    r = by_hash[h]
+                    out.append(Outcome(r.status == TxStatus.OK, r.code, height))
+                else:
+                    out.append(Outcome(False, refused.get(h, "NOT_INCLUDED"), None))
+            return out
+
+        def get(self, key: bytes) -> bytes | None:
+            return chain.state.tree.get(key)
+
+        def now_ms(self) -> int:
+            return max(clock(), chain.state.last_time_ms)
+
+        def advance_to(self, time_ms: int) -> bool:
+            # The next block's time is the BFT time of the last certificate: certify an empty
+            # block at ``time_ms`` so the blocks after it carry that time.
+            clock.advance_to(time_ms)
+            commit([], "rehearsal clock moves on")
+            return True
+
+    story = Story(
+        _InProcess(),
+        suite,
+        accounts,
+        signer.tx,
+        check,
+        say,
+    )
+    run_story(story)
+
+    # 9. Prove alice's account against the head's state root, offline.
     proof = chain.state.tree.prove(account_key(alice_addr))
     value = verify_state_proof(suite.hash, chain.state.state_root, proof)
     check(
@@ -336,7 +393,7 @@ def run_demo(
     )
     chain.close()
 
-    # 9. Re-verify the whole stored chain from genesis.
+    # 10. Re-verify the whole stored chain from genesis.
     report.verdict = verify_chain(home)
     check("ledger verify", report.verdict.ok, report.verdict.reason)
     return report

@@ -28,6 +28,7 @@ from consortia.node.demo import DemoReport, _Signer, investor_openings
 from consortia.node.home import key_password
 from consortia.node.local import ACCOUNTS_DIR, DATA_DIR, load_genesis, restore_state
 from consortia.node.network_home import NodeConfig, init_network
+from consortia.node.story import Outcome, Story, run_story
 from consortia.node.supervisor import spawn_node
 from consortia.node.verify import verify_chain
 from consortia.storage import ChainStore
@@ -271,7 +272,49 @@ def run_network_demo(
             f"height {results[0].get('height')}",
         )
 
+        # The business story, with validator-3 restarting underneath (it catches up by block
+        # sync while the others commit); the regulator's observer answers the reads once it
+        # holds the block of the last submission.
         net.start("validator-3")
+        last_height = 0
+        turn = 0
+
+        class _OnNetwork:
+            def submit(self, txs: list[Transaction], label: str) -> list[Outcome]:
+                nonlocal last_height, turn
+                turn += 1
+                results = submit(VALIDATORS[turn % 3], txs, label)
+                out = []
+                for x in results:
+                    h = x.get("height")
+                    if isinstance(h, int):
+                        last_height = max(last_height, h)
+                    out.append(Outcome(bool(x.get("ok")), str(x.get("code", "")), h))
+                return out
+
+            def get(self, key: bytes) -> bytes | None:
+                net.wait_for(["observer-0"], last_height)
+                reply = net.call("observer-0", "state.get", {"key": key})
+                value = reply.get("value")
+                return value if isinstance(value, bytes) else None
+
+            def now_ms(self) -> int:
+                return time.time_ns() // 1_000_000  # block time is the validators' clock time
+
+            def advance_to(self, time_ms: int) -> bool:
+                return False
+
+        run_story(
+            Story(
+                _OnNetwork(),
+                suite,
+                keys,
+                signer.tx,
+                check,
+                say,
+            )
+        )
+
         # The height the others reached (at least the last committed transaction's height).
         target = max(net.height("validator-0"), int(results[0].get("height", 0)))
         net.wait_for(NODES, target + 1)  # every node answers and holds the block compared below

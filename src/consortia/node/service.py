@@ -102,6 +102,7 @@ MSG_SYNC_BLOCKS = "sync.blocks"
 MSG_EVIDENCE = "cons.evidence"
 MAX_PENDING_EVIDENCE = 256
 SIGNER_STATE_FILE = "signer.state"
+MAX_STATE_KEY = 1024
 MAX_TXS_PER_REQUEST = 1_000
 MAX_SEEN_PROPOSALS = 256
 
@@ -685,10 +686,30 @@ class Node:
             }
         if msg.type == "account.get":
             return self._account_reply(body.get("address"))
+        if msg.type == "state.get":
+            return self._state_reply(body.get("key"))
         return {
             "ok": False,
             "code": "UNKNOWN_REQUEST",
             "message": f"unknown request {msg.type!r}",
+        }
+
+    def _state_reply(self, key: object) -> dict[str, Any]:
+        """One state value as of the last committed block, with its membership (or absence)
+        proof against that block's state root, so the caller need not trust this node."""
+        if not isinstance(key, bytes) or not 1 <= len(key) <= MAX_STATE_KEY:
+            return {
+                "ok": False,
+                "code": "BAD_REQUEST",
+                "message": f"key must be 1..{MAX_STATE_KEY} bytes",
+            }
+        state = self.state
+        return {
+            "ok": True,
+            "height": state.height,
+            "state_root": state.state_root,
+            "value": state.tree.get(key),
+            "proof": state.tree.prove(key).to_bytes(),
         }
 
     def _account_reply(self, address: object) -> dict[str, Any]:
