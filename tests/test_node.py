@@ -148,6 +148,24 @@ def test_single_process_demo_runs_and_verifies(tmp_path: Path) -> None:
     assert report["ok"] is True
     assert all(check["ok"] for check in report["checks"])
     assert len(report["blocks"]) >= 10
+    # The business story ran in full, on the rehearsal clock (fund orders confirmed at NAVs).
+    names = " | ".join(check["name"] for check in report["checks"])
+    for step in (
+        "central bank issues",
+        "each operator opens category 2 and 4 wallets",
+        "cannot pay ¥2,000.01",
+        "the trade settles",
+        "neither leg moved",
+        "cancels within the cooling-off period",
+        "received ¥0.10 per share in e-CNY",
+        "the cut-off decides the NAV day",
+        "S-1 confirmed at",
+        "S-2 confirmed at",
+        "redemption pays units × NAV",
+        "the waiting part takes effect",
+        "open her wallet identity",
+    ):
+        assert step in names, step
 
 
 def test_network_demo_runs_and_verifies(tmp_path: Path) -> None:

@@ -115,7 +115,7 @@ class Story:
 
     def members(self) -> None:
         """An issuer joins; two brokers open investors whose identity is sealed."""
-        for name in ("issuer", "alice", "bob", "carol"):
+        for name in ("issuer", "alice", "bob", "carol", "dan"):
             self.keys[name] = self.suite.generate_keypair()
         self.must(
             "consortium admin admits an issuer",
@@ -133,9 +133,10 @@ class Story:
             ("broker-a-admin", "alice", "broker-a", ["investor"]),
             ("broker-b-admin", "bob", "broker-b", ["investor"]),
             ("ccb-admin", "carol", "bank-ccb", []),
+            ("bocom-admin", "dan", "bank-bocom", []),
         ]
         self.must(
-            "member firms register accounts (issuer, two investors, a citizen)",
+            "member firms register accounts (issuer, two investors, two citizens)",
             [
                 self.tx(
                     who,
@@ -252,6 +253,7 @@ class Story:
             ("ccb-admin", "W-ALICE", "alice", 2, "personal"),
             ("bocom-admin", "W-BOB", "bob", 2, "personal"),
             ("ccb-admin", "W-CAROL", "carol", 4, "personal"),
+            ("bocom-admin", "W-DAN", "dan", 4, "personal"),
             ("bocom-admin", "W-ISSUER", "issuer", 1, "corporate"),
         ):
             commitment, sealed, _ = seal_identity(
@@ -275,7 +277,9 @@ class Story:
                     },
                 )
             )
-        self.must("operators open category 1, 2 and 4 wallets", opening)
+        self.must(
+            "each operator opens category 2 and 4 wallets (and corporate category 1)", opening
+        )
         self.must(
             "holders exchange deposits for e-CNY",
             [
@@ -288,6 +292,9 @@ class Story:
                 self.tx(
                     "ccb-admin", "ecny", "load", {"wallet_id": "W-CAROL", "amount": 8_000 * YUAN}
                 ),
+                self.tx(
+                    "bocom-admin", "ecny", "load", {"wallet_id": "W-DAN", "amount": 3_000 * YUAN}
+                ),
             ],
         )
         self.expect(
@@ -296,8 +303,11 @@ class Story:
             "PER_PAYMENT_LIMIT_EXCEEDED",
         )
         self.must(
-            "carol pays alice ¥2,000 across operators",
-            [self.pay("carol", "W-CAROL", "W-ALICE", 2_000 * YUAN)],
+            "carol pays alice ¥2,000 and dan pays carol ¥1,000, across operators",
+            [
+                self.pay("carol", "W-CAROL", "W-ALICE", 2_000 * YUAN),
+                self.pay("dan", "W-DAN", "W-CAROL", 1_000 * YUAN),
+            ],
         )
         before = self.cash("W-BOB")
         self.must(
