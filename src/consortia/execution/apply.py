@@ -65,7 +65,7 @@ from consortia.ledger.types import (
     verify_commit,
     verify_transaction_signature,
 )
-from consortia.modules import NATIVE_MODULES
+from consortia.modules import NATIVE_MODULES, modules_of_chain
 from consortia.modules.registry import Account, Organization, account_key, org_key
 
 
@@ -298,7 +298,7 @@ def _run(ctx: TxContext, tx: Transaction, sender: Account) -> None:
     if org is None or not org.active:
         raise SenderOrgInactiveError(f"organization {sender.org_id!r} is not an active member")
     module = NATIVE_MODULES.get(tx.module)
-    if module is None:
+    if module is None or tx.module not in modules_of_chain(ctx):
         raise UnknownModuleError(f"no module {tx.module!r} on this chain")
     method = module.methods.get(tx.method)
     if method is None:

@@ -17,6 +17,7 @@ from consortia.crypto import CryptoError, get_suite
 from consortia.execution.state import VSET_CURRENT, VSET_LAST, VSET_NEXT, ChainState
 from consortia.ledger.state_tree import StateTree
 from consortia.ledger.types import Validator, ValidatorSet
+from consortia.modules import TIER_KEY
 from consortia.modules.governance import (
     GENESIS_PARAMS,
     InvalidProposalError,
@@ -210,6 +211,7 @@ def genesis_state(g: Genesis) -> ChainState:
     for key in (VSET_LAST, VSET_CURRENT, VSET_NEXT):
         writes[key] = codec.encode_struct(vset)
     writes[ORG_LIST_KEY] = codec.encode_struct(OrgList(tuple(sorted(o.org_id for o in g.orgs))))
+    writes[TIER_KEY] = g.tier.encode()
     regulators = sorted(suite.address(a.public_key) for a in g.accounts if "regulator" in a.roles)
     writes[REGULATORS_KEY] = codec.encode_struct(RegulatorList(tuple(regulators)))
     for gname, pname in GENESIS_PARAMS.items():

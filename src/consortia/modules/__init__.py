@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from consortia.execution.context import TxContext
 from consortia.execution.module import Module
 from consortia.modules import (
     corporate_actions,
@@ -32,4 +33,33 @@ NATIVE_MODULES: dict[str, Module] = {
     )
 }
 
-__all__ = ["NATIVE_MODULES"]
+
+
+# Which modules each tier of the two-tier architecture runs (a chain's genesis names its tier).
+# Registry and governance run everywhere: members, keys, roles and votes exist on both tiers.
+TIER_MODULES: dict[str, frozenset[str]] = {
+    "business": frozenset(
+        {
+            "registry",
+            "governance",
+            "investors",
+            "securities",
+            "enforcement",
+            "corporate_actions",
+            "ecny",
+            "settlement",
+            "funds",
+            "insurance",
+        }
+    ),
+    "supervision": frozenset({"registry", "governance"}),
+}
+TIER_KEY = b"chain/tier"
+
+
+def modules_of_chain(ctx: TxContext) -> frozenset[str]:
+    """The modules enabled on the chain ``ctx`` runs on (by the tier its genesis recorded)."""
+    raw = ctx.get(TIER_KEY)
+    return TIER_MODULES["business" if raw is None else raw.decode()]
+
+__all__ = ["NATIVE_MODULES", "TIER_KEY", "TIER_MODULES", "modules_of_chain"]
