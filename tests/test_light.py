@@ -6,7 +6,9 @@ from dataclasses import replace
 
 import pytest
 
+from consortia import codec
 from consortia.crypto import KeyPair
+from consortia.execution.state import vset_history_key
 from consortia.ledger.light import (
     BadCertificateError,
     BrokenLinkError,
@@ -109,6 +111,13 @@ def test_validator_set_changes_only_through_certified_headers() -> None:
     items += [follow(d)[1] for _ in range(2)]
     announcing = [i for i in items if i.next_validators is not None]
     assert len(announcing) == 1  # exactly one header announces the new set
+    # ... and the state keeps it in the history under the first height it validates.
+    h = announcing[0].header.height
+    raw = d.state.tree.get(vset_history_key(h + 1))
+    assert (
+        raw is not None and codec.decode_struct(ValidatorSet, raw) == announcing[0].next_validators
+    )
+    assert d.state.tree.get(vset_history_key(1)) is not None  # genesis set
     for item in items:
         if item is announcing[0]:
             with pytest.raises(ValidatorSetMismatchError, match="supply it"):

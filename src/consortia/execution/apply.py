@@ -41,7 +41,15 @@ from consortia.execution.errors import (
     WrongValidatorSetError,
 )
 from consortia.execution.sigcache import SignatureCache
-from consortia.execution.state import VSET_CURRENT, VSET_LAST, VSET_NEXT, VSET_PENDING, ChainState
+from consortia.execution.state import (
+    VALIDATOR_CHANGE_OFFSET,
+    VSET_CURRENT,
+    VSET_LAST,
+    VSET_NEXT,
+    VSET_PENDING,
+    ChainState,
+    vset_history_key,
+)
 from consortia.ledger.evidence import (
     InvalidEvidenceError,
     evidence_hash,
@@ -379,6 +387,9 @@ def _rotate_validator_sets(
     nxt = state.next_validators
     if pending_raw is not None:
         nxt = codec.decode_struct(ValidatorSet, pending_raw)
+        if nxt != state.next_validators:
+            first = state.height + 1 + VALIDATOR_CHANGE_OFFSET
+            writes[vset_history_key(first)] = codec.encode_struct(nxt)
     for key, new, old in (
         (VSET_LAST, last, state.last_validators),
         (VSET_CURRENT, current, state.validators),

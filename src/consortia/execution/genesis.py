@@ -14,7 +14,13 @@ from typing import Any
 
 from consortia import codec
 from consortia.crypto import CryptoError, get_suite
-from consortia.execution.state import VSET_CURRENT, VSET_LAST, VSET_NEXT, ChainState
+from consortia.execution.state import (
+    VSET_CURRENT,
+    VSET_LAST,
+    VSET_NEXT,
+    ChainState,
+    vset_history_key,
+)
 from consortia.ledger.state_tree import StateTree
 from consortia.ledger.types import Validator, ValidatorSet
 from consortia.modules import TIER_KEY
@@ -208,7 +214,7 @@ def genesis_state(g: Genesis) -> ChainState:
         acct = Account(addr, a.public_key, a.org_id, roles, 0, False, "", 1)
         writes[account_key(addr)] = codec.encode_struct(acct)
     vset = g.validator_set()
-    for key in (VSET_LAST, VSET_CURRENT, VSET_NEXT):
+    for key in (VSET_LAST, VSET_CURRENT, VSET_NEXT, vset_history_key(1)):
         writes[key] = codec.encode_struct(vset)
     writes[ORG_LIST_KEY] = codec.encode_struct(OrgList(tuple(sorted(o.org_id for o in g.orgs))))
     writes[TIER_KEY] = g.tier.encode()

@@ -20,6 +20,15 @@ VSET_CURRENT = b"consensus/vset/current"
 VSET_NEXT = b"consensus/vset/next"
 VSET_PENDING = b"consensus/vset/pending"
 
+# The history of validator sets, kept for light clients and evidence: the set that validates
+# heights from ``first_height`` on (written at genesis for height 1, and by every change).
+VSET_HISTORY_PREFIX = b"consensus/vset/from/"
+
+
+def vset_history_key(first_height: int) -> bytes:
+    return VSET_HISTORY_PREFIX + first_height.to_bytes(8, "big")
+
+
 # A validator-set change decided in block H takes effect at height H + VALIDATOR_CHANGE_OFFSET.
 VALIDATOR_CHANGE_OFFSET = 2
 
