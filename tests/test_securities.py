@@ -412,6 +412,7 @@ HOME_ORG = {
     "insurer": "broker-b",
     "central_bank": "pboc",
     "court": "court-sh",
+    "relayer": "csrc",
 }
 
 

@@ -6,7 +6,10 @@ import asyncio
 import json
 import logging
 import signal
+import subprocess
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import typer
@@ -16,6 +19,9 @@ from rich.table import Table
 
 from consortia import codec
 from consortia.cli.crypto_cmd import app as crypto_app
+from consortia.cli.evidence_cmd import app as evidence_app
+from consortia.cli.relay_cmd import relay as relay_command
+from consortia.cli.supervise_cmd import app as supervise_app
 from consortia.cli.tx_cmd import tx as tx_command
 from consortia.crypto import CryptoError
 from consortia.execution.genesis import GenesisError
@@ -23,10 +29,18 @@ from consortia.ledger.types import decode_block
 from consortia.node.demo import run_demo
 from consortia.node.demo_network import run_network_demo
 from consortia.node.home import init_home, key_password
-from consortia.node.local import DATA_DIR, NodeError
+from consortia.node.local import DATA_DIR, NodeError, load_genesis
 from consortia.node.network_home import init_network
 from consortia.node.service import Node
-from consortia.node.supervisor import network_status, supervise
+from consortia.node.supervisor import network_status, node_homes, supervise
+from consortia.node.topology import (
+    Topology,
+    bootstrap,
+    init_two_tier,
+    is_two_tier,
+    spawn_relay,
+    wait_until_serving,
+)
 from consortia.node.verify import verify_chain
 from consortia.storage import ChainStore, StorageError
 
@@ -40,7 +54,10 @@ app = typer.Typer(
 ledger_app = typer.Typer(help="Inspect and re-verify a node's stored chain.", no_args_is_help=True)
 app.add_typer(crypto_app, name="crypto")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(evidence_app, name="evidence")
 app.command("tx")(tx_command)
+app.command("relay")(relay_command)
+app.add_typer(supervise_app, name="supervise")
 
 # Wide enough for the demo table when output is not a terminal (CI logs, pipes).
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -72,13 +89,39 @@ def init(
     ),
     observers: int = typer.Option(0, min=0, max=64, help="Observer nodes (run by the regulator)."),
     base_port: int = typer.Option(26600, min=1024, max=65000, help="First TCP port to use."),
+    two_tier: bool = typer.Option(
+        False,
+        "--two-tier",
+        help="A supervision chain plus business chains (and their relayers under `up`).",
+    ),
+    business_chains: int = typer.Option(
+        1, min=1, max=9, help="Business chains of a --two-tier home."
+    ),
 ) -> None:
     """Create a home: organizations, CAs, node and account keys, certificates, genesis, configs.
 
     With --validators N it lays out a local network (one directory per node, started by
-    `consortia up`); without, a single-process home (used by `consortia demo`). Key files are
+    `consortia up`); with --two-tier, a supervision chain and --business-chains business chains
+    (each with --validators validators, default 4, and --observers observers, default 1); with
+    neither, a single-process home (used by `consortia demo --single-process`). Key files are
     encrypted with the password in CONSORTIA_KEY_PASSWORD (a demo password if unset).
     """
+    if two_tier:
+        topology = init_two_tier(
+            home,
+            business_chains=business_chains,
+            validators=validators or 4,
+            observers=observers or 1,
+            suite_name=suite,
+            base_port=base_port,
+        )
+        for name in (topology.supervision, *topology.business):
+            g = load_genesis(topology.chain_home(name))
+            console.print(
+                f"initialised [bold]{home / name}[/] — {g.tier} chain {g.chain_id}, "
+                f"suite {g.suite}, genesis hash {g.hash().hex()}"
+            )
+        return
     if validators == 0:
         genesis = init_home(home, suite_name=suite, chain_id=chain_id)
     else:
@@ -129,9 +172,28 @@ def up(
 ) -> None:
     """Start every node of a local network as its own process and supervise them.
 
-    Logs go to HOME/NODE/node.log; Ctrl-C stops them all cleanly.
+    For a --two-tier home: every node of every chain, then (once they answer) the one-time
+    trust bootstrap between the tiers, then one relayer per business chain. Logs go to
+    HOME/**/node.log and HOME/relay-*.log; Ctrl-C stops them all cleanly.
     """
-    raise typer.Exit(supervise(home, say=console.print, restart=restart))
+    if not is_two_tier(home):
+        raise typer.Exit(supervise(home, say=console.print, restart=restart))
+    topology = Topology.load(home)
+    dirs = [
+        h
+        for name in (topology.supervision, *topology.business)
+        for h in node_homes(topology.chain_home(name))
+    ]
+
+    def then() -> list[tuple[str, Callable[[], subprocess.Popen[bytes]]]]:
+        wait_until_serving(topology)
+        for line in bootstrap(topology):
+            console.print(line)
+        return [(f"relay {b}", partial(spawn_relay, topology, b)) for b in topology.business]
+
+    raise typer.Exit(
+        supervise(home, say=console.print, restart=restart, node_dirs=dirs, then=then)
+    )
 
 
 @app.command()

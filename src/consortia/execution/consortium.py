@@ -43,6 +43,21 @@ DEFAULT_ACCOUNTS: tuple[AccountSpec, ...] = (
     AccountSpec("fund-admin", "fund-harvest", ("fund_manager", "org_admin")),
     AccountSpec("insurer-admin", "insurer-ping", ("insurer", "org_admin")),
     AccountSpec("court-officer", "court-sh", ("court",)),
+    # The regulator's relayer carries headers up to the supervision chain and orders down.
+    AccountSpec("relayer", "csrc", ("relayer",)),
 )
 
 DEFAULT_VALIDATORS: tuple[str, ...] = ("exchange", "broker-a", "broker-b", "bank-ccb")
+
+
+# The supervision chain (the upper tier): run by the regulator and the securities association.
+SUPERVISION_ORGS: tuple[GenesisOrg, ...] = (
+    GenesisOrg("csrc", "Securities Regulator", "regulator"),
+    GenesisOrg("sac", "Securities Association", "association"),
+)
+SUPERVISION_ACCOUNTS: tuple[AccountSpec, ...] = (
+    AccountSpec("regulator", "csrc", ("regulator",)),
+    AccountSpec("sac-admin", "sac", ("org_admin",)),
+    AccountSpec("relayer", "csrc", ("relayer",)),
+)
+SUPERVISION_VALIDATORS: tuple[str, ...] = ("csrc", "sac", "csrc", "sac")

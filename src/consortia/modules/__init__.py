@@ -5,6 +5,7 @@ from __future__ import annotations
 from consortia.execution.context import TxContext
 from consortia.execution.module import Module
 from consortia.modules import (
+    anchoring,
     corporate_actions,
     ecny,
     enforcement,
@@ -12,9 +13,12 @@ from consortia.modules import (
     governance,
     insurance,
     investors,
+    orders,
     registry,
+    reports,
     securities,
     settlement,
+    supervision,
 )
 
 NATIVE_MODULES: dict[str, Module] = {
@@ -30,6 +34,10 @@ NATIVE_MODULES: dict[str, Module] = {
         funds.MODULE,
         settlement.MODULE,
         insurance.MODULE,
+        anchoring.MODULE,
+        reports.MODULE,
+        orders.MODULE,
+        supervision.MODULE,
     )
 }
 
@@ -50,9 +58,10 @@ TIER_MODULES: dict[str, frozenset[str]] = {
             "settlement",
             "funds",
             "insurance",
+            "supervision",
         }
     ),
-    "supervision": frozenset({"registry", "governance"}),
+    "supervision": frozenset({"registry", "governance", "anchoring", "reports", "orders"}),
 }
 TIER_KEY = b"chain/tier"
 

@@ -462,6 +462,13 @@ def freeze(ctx: TxContext, args: FreezeArgs) -> None:
     """A judicial authority freezes an amount of a holding, or a whole securities account."""
     _require_authority(ctx)
     sender = sender_account(ctx)
+    freeze_as(ctx, args, sender.address, sender.org_id)
+
+
+def freeze_as(ctx: TxContext, args: FreezeArgs, authority: bytes, authority_org: str) -> None:
+    """``freeze`` on behalf of ``authority`` (of ``authority_org``), which the caller has
+    already checked may order freezes (the sender for ``freeze``; a proven supervision order for
+    the ``supervision`` module). Every other rule and error code is ``freeze``'s."""
     check_id("freeze_id", args.freeze_id)
     _check_text("reference", args.reference)
     if not ctx.time_ms < args.expires_at_ms <= securities.MAX_AMOUNT:
@@ -483,8 +490,8 @@ def freeze(ctx: TxContext, args: FreezeArgs) -> None:
         effective=0,
         reference=args.reference,
         expires_at_ms=args.expires_at_ms,
-        authority=sender.address,
-        authority_org=sender.org_id,
+        authority=authority,
+        authority_org=authority_org,
         status="waiting",
         placed_height=ctx.height,
         ended_height=0,
@@ -526,15 +533,20 @@ class UnfreezeArgs:
     reference: str
 
 
-def _open_freeze(ctx: TxContext, freeze_id: str) -> Freeze:
-    """The freeze after settling its holding or account; it must still be open."""
+def _open_freeze(ctx: TxContext, freeze_id: str, *, authorized: bool = False) -> Freeze:
+    """The freeze after settling its holding or account; it must still be open. Unless the
+    caller has ``authorized`` the action itself, the sender must be the freezing account or a
+    freeze authority."""
     f = _require_freeze(ctx, freeze_id)
-    sender = sender_account(ctx)
-    if sender.address != f.authority and not any(has_role(sender, r) for r in FREEZE_AUTHORITIES):
-        raise NotAuthorizedError(
-            "only the freezing account or a freeze authority "
-            f"(roles {sorted(FREEZE_AUTHORITIES)}) may do this"
-        )
+    if not authorized:
+        sender = sender_account(ctx)
+        if sender.address != f.authority and not any(
+            has_role(sender, r) for r in FREEZE_AUTHORITIES
+        ):
+            raise NotAuthorizedError(
+                "only the freezing account or a freeze authority "
+                f"(roles {sorted(FREEZE_AUTHORITIES)}) may do this"
+            )
     if f.scope == "account":
         settle_account(ctx, f.account_id)
     else:
@@ -559,7 +571,13 @@ def _close(ctx: TxContext, f: Freeze, status: str, reference: str) -> Freeze:
 
 def unfreeze(ctx: TxContext, args: UnfreezeArgs) -> None:
     """Lift a freeze (in force or waiting); waiting freezes behind it take effect in order."""
-    f = _open_freeze(ctx, args.freeze_id)
+    unfreeze_as(ctx, args, authorized=False)
+
+
+def unfreeze_as(ctx: TxContext, args: UnfreezeArgs, *, authorized: bool = True) -> None:
+    """``unfreeze``; with ``authorized`` the caller has checked the authority (a supervision
+    order) and the sender is not asked to be one."""
+    f = _open_freeze(ctx, args.freeze_id, authorized=authorized)
     _check_text("reference", args.reference)
     released = f.effective if f.scope == "amount" else 0
     if released:
@@ -582,7 +600,15 @@ class ForcedTransferArgs:
 
 def forced_transfer(ctx: TxContext, args: ForcedTransferArgs) -> None:
     """Judicial enforcement: the frozen part of an amount freeze moves to ``to_account``."""
-    f = _open_freeze(ctx, args.freeze_id)
+    forced_transfer_as(ctx, args, authorized=False)
+
+
+def forced_transfer_as(
+    ctx: TxContext, args: ForcedTransferArgs, *, authorized: bool = True
+) -> None:
+    """``forced_transfer``; with ``authorized`` the caller has checked the authority (a
+    supervision order) and the sender is not asked to be one."""
+    f = _open_freeze(ctx, args.freeze_id, authorized=authorized)
     _check_text("reference", args.reference)
     if f.scope != "amount" or f.effective == 0:
         raise FreezeNotActiveError(f"freeze {f.freeze_id!r} holds no frozen shares to transfer")

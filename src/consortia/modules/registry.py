@@ -36,6 +36,7 @@ ROLES: frozenset[str] = frozenset(
         "operator_bank",
         "central_bank",
         "investor",
+        "relayer",  # submits business headers and reports to the supervision chain (anchoring)
     }
 )
 GENESIS_ONLY_ROLES: frozenset[str] = frozenset({"regulator"})

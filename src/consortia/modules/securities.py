@@ -549,6 +549,12 @@ class HaltArgs:
 def halt(ctx: TxContext, args: HaltArgs) -> None:
     """The operator halts trading (transfers) in a security."""
     _require_operator(ctx)
+    halt_as_authority(ctx, args)
+
+
+def halt_as_authority(ctx: TxContext, args: HaltArgs) -> None:
+    """``halt`` once the caller has checked the authority (the operator for ``halt``; a proven
+    supervision order for the ``supervision`` module); same rules and error codes."""
     _check_text("reason", args.reason)
     sec = require_approved(ctx, args.code)
     if sec.halted:
@@ -560,6 +566,11 @@ def halt(ctx: TxContext, args: HaltArgs) -> None:
 def resume(ctx: TxContext, args: HaltArgs) -> None:
     """The operator lifts a trading halt."""
     _require_operator(ctx)
+    resume_as_authority(ctx, args)
+
+
+def resume_as_authority(ctx: TxContext, args: HaltArgs) -> None:
+    """``resume`` once the caller has checked the authority; same rules and error codes."""
     _check_text("reason", args.reason)
     sec = require_approved(ctx, args.code)
     if not sec.halted:

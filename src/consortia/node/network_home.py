@@ -18,11 +18,17 @@ firms); observers are run by the regulator, which follows every block and never 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from consortia.crypto import encrypt_key_file, get_suite
-from consortia.execution.consortium import DEFAULT_ACCOUNTS, DEFAULT_GENESIS_TIME_MS, DEFAULT_ORGS
+from consortia.execution.consortium import (
+    DEFAULT_ACCOUNTS,
+    DEFAULT_GENESIS_TIME_MS,
+    DEFAULT_ORGS,
+    AccountSpec,
+)
 from consortia.execution.genesis import (
     Genesis,
     GenesisAccount,
@@ -81,8 +87,8 @@ class NodeConfig:
             raise NodeError(f"{path} is malformed: {exc}") from exc
 
 
-def _validator_org(i: int) -> str:
-    return VALIDATOR_ORGS[i] if i < len(VALIDATOR_ORGS) else f"member-{i + 1}"
+def _validator_org(i: int, validator_orgs: Sequence[str]) -> str:
+    return validator_orgs[i] if i < len(validator_orgs) else f"member-{i + 1}"
 
 
 def init_network(
@@ -96,11 +102,18 @@ def init_network(
     base_port: int = DEFAULT_BASE_PORT,
     password: str | None = None,
     scrypt_n: int = 1 << 15,
+    tier: str = "business",
+    orgs: Sequence[GenesisOrg] = DEFAULT_ORGS,
+    accounts: Sequence[AccountSpec] = DEFAULT_ACCOUNTS,
+    validator_orgs: Sequence[str] = VALIDATOR_ORGS,
+    observer_org: str = OBSERVER_ORG,
 ) -> Genesis:
     """Create a local network of ``validators`` + ``observers`` nodes under ``home``.
 
     ``standby`` extra validator nodes get consensus keys but are not in the genesis set: they
-    follow the chain until governance adds them (and vote from then on).
+    follow the chain until governance adds them (and vote from then on). ``tier``, ``orgs``,
+    ``accounts``, ``validator_orgs`` (which organization runs validator i) and ``observer_org``
+    default to the business consortium; the supervision chain passes its own.
     """
     if not 1 <= validators <= MAX_NODES or not 0 <= observers + standby <= MAX_NODES:
         raise NodeError(f"between 1 and {MAX_NODES} validators and at most {MAX_NODES} observers")
@@ -111,11 +124,12 @@ def init_network(
     home.mkdir(parents=True, exist_ok=True)
 
     nodes = [
-        (f"validator-{i}", _validator_org(i), "validator") for i in range(validators + standby)
+        (f"validator-{i}", _validator_org(i, validator_orgs), "validator")
+        for i in range(validators + standby)
     ]
-    nodes += [(f"observer-{i}", OBSERVER_ORG, "observer") for i in range(observers)]
+    nodes += [(f"observer-{i}", observer_org, "observer") for i in range(observers)]
 
-    orgs = list(DEFAULT_ORGS)
+    orgs = list(orgs)
     known = {o.org_id for o in orgs}
     for _, org_id, _ in nodes:
         if org_id not in known:
@@ -135,13 +149,13 @@ def init_network(
     ]
 
     (home / ACCOUNTS_DIR).mkdir(exist_ok=True)
-    accounts = []
-    for spec in DEFAULT_ACCOUNTS:
+    genesis_accounts = []
+    for spec in accounts:
         kp = suite.generate_keypair()
         path = home / ACCOUNTS_DIR / f"{spec.name}.key"
         path.write_bytes(encrypt_key_file(kp, password, scrypt_n=scrypt_n))
         path.chmod(0o600)
-        accounts.append(GenesisAccount(spec.name, kp.public_key, spec.org_id, spec.roles))
+        genesis_accounts.append(GenesisAccount(spec.name, kp.public_key, spec.org_id, spec.roles))
 
     genesis_validators: list[GenesisValidator] = []
     ports = {name: base_port + 2 * i for i, (name, _, _) in enumerate(nodes)}
@@ -172,10 +186,10 @@ def init_network(
     genesis = Genesis(
         chain_id=chain_id,
         suite=suite_name,
-        tier="business",
+        tier=tier,
         genesis_time_ms=DEFAULT_GENESIS_TIME_MS,
         orgs=tuple(orgs),
-        accounts=tuple(accounts),
+        accounts=tuple(genesis_accounts),
         validators=tuple(genesis_validators),
         params={},
     )

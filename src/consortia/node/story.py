@@ -75,6 +75,8 @@ class Story:
         self.sign = sign
         self.check = check
         self.say = say
+        # Transactions worth proving later (evidence bundles): label -> transaction hash.
+        self.marks: dict[str, bytes] = {}
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -310,10 +312,9 @@ class Story:
             ],
         )
         before = self.cash("W-BOB")
-        self.must(
-            "alice pays bob ¥50,000 (large value: traceable)",
-            [self.pay("alice", "W-ALICE", "W-BOB", 50_000 * YUAN)],
-        )
+        large = self.pay("alice", "W-ALICE", "W-BOB", 50_000 * YUAN)
+        self.must("alice pays bob ¥50,000 (large value: traceable)", [large])
+        self.marks["payment"] = large.hash(self.suite)
         self.check(
             "bob's wallet received exactly ¥50,000",
             self.cash("W-BOB") - before == 50_000 * YUAN,
@@ -397,6 +398,9 @@ class Story:
             "price_fen": 2_000,
         }
         cash_a, cash_b = self.cash("W-ALICE"), self.cash("W-BOB")
+        matching = self.tx(
+            "bob", "settlement", "instruct", {**terms, "trade_id": "T-1", "side": "receive"}
+        )
         self.must(
             "alice instructs delivery, bob instructs receipt: the trade settles",
             [
@@ -406,11 +410,10 @@ class Story:
                     "instruct",
                     {**terms, "trade_id": "T-1", "side": "deliver"},
                 ),
-                self.tx(
-                    "bob", "settlement", "instruct", {**terms, "trade_id": "T-1", "side": "receive"}
-                ),
+                matching,
             ],
         )
+        self.marks["dvp"] = matching.hash(self.suite)
         self.check(
             "both legs moved: 1,000 shares to bob, ¥20,000 to alice",
             self.shares("000001", "SA-BOB") == 1_000
@@ -721,23 +724,23 @@ class Story:
         for day, nav, order_id in ((day1, 10_250, "S-1"), (day2, 10_300, "S-2")):
             if day != day1:
                 self.chain.advance_to(date_start_ms(day) + 15 * HOUR_MS + 30 * 60_000)
+            publish = self.tx(
+                "fund-admin",
+                "funds",
+                "publish_nav",
+                {"code": "519888", "trading_day": day, "nav": nav},
+            )
+            confirmation = self.tx(  # signed after ``publish``: nonces follow signing order
+                "fund-admin",
+                "funds",
+                "confirm",
+                {"code": "519888", "trading_day": day, "order_ids": [order_id]},
+            )
             self.must(
                 f"{day} after 15:00 CST: the manager publishes NAV {nav / 10_000:.4f} and confirms",
-                [
-                    self.tx(
-                        "fund-admin",
-                        "funds",
-                        "publish_nav",
-                        {"code": "519888", "trading_day": day, "nav": nav},
-                    ),
-                    self.tx(
-                        "fund-admin",
-                        "funds",
-                        "confirm",
-                        {"code": "519888", "trading_day": day, "order_ids": [order_id]},
-                    ),
-                ],
+                [publish, confirmation],
             )
+            self.marks[f"fund confirmation {order_id}"] = confirmation.hash(self.suite)
             o = self.record(funds.order_key(order_id), funds.Order)
             amount = 10_000 * YUAN
             fee = amount * 150 // 10_000

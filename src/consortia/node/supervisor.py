@@ -14,8 +14,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,8 @@ def node_homes(home: Path) -> list[Path]:
 
 @dataclass
 class _Child:
-    home: Path
+    name: str
+    start: Callable[[], subprocess.Popen[bytes]]
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
 
@@ -73,40 +75,59 @@ def spawn_node(
         )
 
 
-def _spawn(child: _Child) -> None:
-    child.proc = spawn_node(child.home)
+def supervise(
+    home: Path,
+    *,
+    say: Callable[[str], None] = print,
+    restart: bool = True,
+    node_dirs: Sequence[Path] | None = None,
+    then: Callable[[], Sequence[tuple[str, Callable[[], subprocess.Popen[bytes]]]]] | None = None,
+) -> int:
+    """Start the nodes of ``home`` (or ``node_dirs``) and keep them running until interrupted.
 
-
-def supervise(home: Path, *, say: Callable[[str], None] = print, restart: bool = True) -> int:
-    """Start all nodes of ``home`` and keep them running until interrupted; returns exit code."""
-    children = [_Child(h) for h in node_homes(home)]
+    ``then`` runs once the nodes are started (e.g. the two-tier bootstrap) and returns further
+    processes to supervise the same way (the relayers). A process that dies is restarted after
+    a short pause when ``restart``. Returns the exit code.
+    """
+    children = [
+        _Child(h.relative_to(home).as_posix(), partial(spawn_node, h))
+        for h in (node_dirs if node_dirs is not None else node_homes(home))
+    ]
     stopping = False
 
     def request_stop(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
 
+    def start(child: _Child) -> None:
+        child.proc = child.start()
+        say(f"started {child.name} (pid {child.proc.pid})")
+
     old_int = signal.signal(signal.SIGINT, request_stop)
     old_term = signal.signal(signal.SIGTERM, request_stop)
     try:
         for child in children:
-            _spawn(child)
-            say(f"started {child.home.name} (pid {child.proc.pid if child.proc else '?'})")
-        say(f"{len(children)} nodes running; logs in {home}/*/{LOG_FILE}; Ctrl-C stops them all")
+            start(child)
+        say(f"{len(children)} nodes running; logs in {home}/**/{LOG_FILE}; Ctrl-C stops them all")
+        if then is not None and not stopping:
+            extra = [_Child(name, fn) for name, fn in then()]
+            for child in extra:
+                start(child)
+            children += extra
         while not stopping:
             time.sleep(0.2)
             for child in children:
                 if child.proc is not None and child.proc.poll() is not None and not stopping:
-                    say(f"{child.home.name} exited with {child.proc.returncode}")
+                    say(f"{child.name} exited with {child.proc.returncode}")
                     if restart:
                         time.sleep(RESTART_DELAY_S)
                         child.restarts += 1
-                        _spawn(child)
-                        say(f"restarted {child.home.name} (restart {child.restarts})")
+                        start(child)
+                        say(f"restarted {child.name} (restart {child.restarts})")
                     else:
                         child.proc = None
     finally:
-        say("stopping all nodes ...")
+        say("stopping ...")
         for child in children:
             if child.proc is not None and child.proc.poll() is None:
                 child.proc.send_signal(signal.SIGTERM)
@@ -121,7 +142,7 @@ def supervise(home: Path, *, say: Callable[[str], None] = print, restart: bool =
                 child.proc.wait()
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
-        say("all nodes stopped")
+        say("all stopped")
     return 0
 
 

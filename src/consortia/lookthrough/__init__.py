@@ -1,0 +1,1 @@
+"""Look-through supervision and surveillance on the regulator's side, off the consensus path."""

@@ -1,0 +1,937 @@
+"""The look-through index: a SQLite file fed by the committed blocks of business chains.
+
+Off the consensus path: it reads blocks and receipts that a node has already committed (its
+LMDB store opened read-only, which LMDB allows while the node writes) and never runs inside block
+execution. One SQLite transaction per indexed block records everything the block changed and the
+alerts it raised together with the chain's new indexed height, so after a crash or a restart the
+index resumes at the next height and never counts a block twice.
+
+What it keeps (see docs/lookthrough.md): investors and their securities accounts, wallets and
+their owners (never an identity: not even the sealed one — that is read from the node's state and
+opened with the regulator's key at query time only), balance history per (chain, code, account)
+and per wallet with the height of each change (so a holder register "at height H" is exact), every
+transaction with the accounts and wallets it names, securities transfers, daily volumes, open
+freezes, large-value payments, and surveillance alerts.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from consortia import codec
+from consortia.crypto import KeyPair, get_suite
+from consortia.ledger.types import Block, Receipt, TxStatus, decode_block, decode_receipts
+from consortia.lookthrough.surveillance import (
+    Alert,
+    EventFacts,
+    SurveillanceConfig,
+    Transfer,
+    TxFacts,
+    abnormal_volume,
+    frozen_activity,
+    holding_steps,
+    large_value_payments,
+    volume_legs,
+    wash_trades,
+)
+from consortia.modules.calendar import DAY_MS, cst_date, date_start_ms
+from consortia.modules.ecny import Wallet, wallet_key
+from consortia.modules.investors import open_identity
+from consortia.node.local import DATA_DIR, load_genesis
+from consortia.storage import ChainStore
+
+SCHEMA_VERSION = "1"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chains (
+    chain_id TEXT PRIMARY KEY, genesis_hash TEXT NOT NULL, height INTEGER NOT NULL,
+    block_hash TEXT NOT NULL, time_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    chain_id TEXT NOT NULL, height INTEGER NOT NULL, block_hash TEXT NOT NULL,
+    time_ms INTEGER NOT NULL, txs INTEGER NOT NULL, PRIMARY KEY (chain_id, height));
+CREATE TABLE IF NOT EXISTS txs (
+    chain_id TEXT NOT NULL, height INTEGER NOT NULL, idx INTEGER NOT NULL,
+    tx_hash TEXT NOT NULL, time_ms INTEGER NOT NULL, sender TEXT NOT NULL,
+    module TEXT NOT NULL, method TEXT NOT NULL, ok INTEGER NOT NULL, code TEXT NOT NULL,
+    PRIMARY KEY (chain_id, height, idx));
+CREATE INDEX IF NOT EXISTS txs_hash ON txs (tx_hash);
+CREATE TABLE IF NOT EXISTS tx_subjects (
+    chain_id TEXT NOT NULL, subject TEXT NOT NULL, height INTEGER NOT NULL,
+    idx INTEGER NOT NULL, role TEXT NOT NULL,
+    PRIMARY KEY (chain_id, subject, height, idx, role));
+CREATE INDEX IF NOT EXISTS tx_subjects_subject ON tx_subjects (subject);
+CREATE TABLE IF NOT EXISTS investors (
+    chain_id TEXT NOT NULL, investor_id TEXT NOT NULL, address TEXT NOT NULL,
+    org_id TEXT NOT NULL, kind TEXT NOT NULL, opened_height INTEGER NOT NULL,
+    PRIMARY KEY (chain_id, investor_id));
+CREATE TABLE IF NOT EXISTS sec_accounts (
+    chain_id TEXT NOT NULL, account_id TEXT NOT NULL, investor_id TEXT NOT NULL,
+    opened_height INTEGER NOT NULL, closed_height INTEGER,
+    PRIMARY KEY (chain_id, account_id));
+CREATE TABLE IF NOT EXISTS wallets (
+    chain_id TEXT NOT NULL, wallet_id TEXT NOT NULL, owner TEXT NOT NULL,
+    operator_org TEXT NOT NULL, kind TEXT NOT NULL, category INTEGER NOT NULL,
+    parent TEXT NOT NULL, frozen INTEGER NOT NULL, opened_height INTEGER NOT NULL,
+    PRIMARY KEY (chain_id, wallet_id));
+CREATE INDEX IF NOT EXISTS wallets_owner ON wallets (owner);
+CREATE TABLE IF NOT EXISTS wallet_links (
+    chain_id TEXT NOT NULL, account_id TEXT NOT NULL, wallet_id TEXT NOT NULL,
+    height INTEGER NOT NULL, PRIMARY KEY (chain_id, account_id));
+CREATE TABLE IF NOT EXISTS holdings (
+    chain_id TEXT NOT NULL, code TEXT NOT NULL, account_id TEXT NOT NULL,
+    height INTEGER NOT NULL, balance INTEGER NOT NULL,
+    PRIMARY KEY (chain_id, code, account_id, height));
+CREATE TABLE IF NOT EXISTS wallet_balances (
+    chain_id TEXT NOT NULL, wallet_id TEXT NOT NULL, height INTEGER NOT NULL,
+    balance INTEGER NOT NULL, PRIMARY KEY (chain_id, wallet_id, height));
+CREATE TABLE IF NOT EXISTS transfers (
+    chain_id TEXT NOT NULL, height INTEGER NOT NULL, idx INTEGER NOT NULL,
+    seq INTEGER NOT NULL, time_ms INTEGER NOT NULL, code TEXT NOT NULL,
+    from_account TEXT NOT NULL, to_account TEXT NOT NULL, amount INTEGER NOT NULL,
+    PRIMARY KEY (chain_id, height, idx, seq));
+CREATE INDEX IF NOT EXISTS transfers_pair ON transfers (chain_id, code, from_account, to_account);
+CREATE TABLE IF NOT EXISTS volume_day (
+    chain_id TEXT NOT NULL, subject TEXT NOT NULL, asset TEXT NOT NULL, day INTEGER NOT NULL,
+    volume INTEGER NOT NULL, alerted INTEGER NOT NULL,
+    PRIMARY KEY (chain_id, subject, asset, day));
+CREATE TABLE IF NOT EXISTS freezes (
+    chain_id TEXT NOT NULL, freeze_id TEXT NOT NULL, scope TEXT NOT NULL, code TEXT NOT NULL,
+    account_id TEXT NOT NULL, open INTEGER NOT NULL, PRIMARY KEY (chain_id, freeze_id));
+CREATE TABLE IF NOT EXISTS large_payments (
+    chain_id TEXT NOT NULL, height INTEGER NOT NULL, idx INTEGER NOT NULL,
+    seq INTEGER NOT NULL, tx_hash TEXT NOT NULL, time_ms INTEGER NOT NULL,
+    payer TEXT NOT NULL, payer_operator TEXT NOT NULL, payee TEXT NOT NULL,
+    payee_operator TEXT NOT NULL, amount_fen INTEGER NOT NULL, purpose TEXT NOT NULL,
+    PRIMARY KEY (chain_id, height, idx, seq));
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, rule TEXT NOT NULL, chain_id TEXT NOT NULL,
+    height INTEGER NOT NULL, tx_hash TEXT NOT NULL, subject TEXT NOT NULL,
+    detail TEXT NOT NULL, severity TEXT NOT NULL,
+    UNIQUE (rule, chain_id, height, tx_hash, subject, detail));
+"""
+
+# Argument / attribute names that name a securities account, a wallet, or a security code.
+ACCOUNT_FIELDS = frozenset(
+    {"account_id", "from_account", "to_account", "seller_account", "buyer_account"}
+)
+WALLET_FIELDS = frozenset(
+    {
+        "wallet_id",
+        "from_wallet",
+        "to_wallet",
+        "payer_wallet",
+        "payee_wallet",
+        "payer",
+        "payee",
+        "custody_wallet",
+        "fee_wallet",
+        "parent",
+    }
+)
+OTHER_FIELDS = frozenset({"investor_id"})
+
+
+class LookthroughError(Exception):
+    """The index cannot do what was asked (the message says why, for the operator)."""
+
+
+@dataclass(frozen=True)
+class ChainProgress:
+    chain_id: str
+    height: int
+    head: int
+    indexed: int  # blocks indexed by this call
+
+
+def _hex(value: object) -> str:
+    return value.hex() if isinstance(value, bytes) else str(value)
+
+
+def _subjects(values: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(role, subject) for the account, wallet and investor names in args or attributes."""
+    for key, value in values.items():
+        if key in ACCOUNT_FIELDS or key in WALLET_FIELDS or key in OTHER_FIELDS:
+            if isinstance(value, str) and value:
+                yield key, value
+        elif key == "account_ids" and isinstance(value, (list, tuple)):
+            for item in value:
+                if isinstance(item, str) and item:
+                    yield "account_id", item
+        elif key == "entries" and isinstance(value, (list, tuple)):
+            for item in value:
+                if isinstance(item, dict) and isinstance(item.get("account_id"), str):
+                    yield "account_id", item["account_id"]
+
+
+def _accounts_and_codes(tx_args: dict[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
+    accounts = {s for role, s in _subjects(tx_args) if role in ACCOUNT_FIELDS}
+    code = tx_args.get("code")
+    return frozenset(accounts), frozenset({code} if isinstance(code, str) and code else ())
+
+
+class LookthroughIndex:
+    """The index file. Not thread-safe; one writer at a time (SQLite serializes writers)."""
+
+    def __init__(self, path: str | Path, config: SurveillanceConfig | None = None) -> None:
+        self.path = Path(path)
+        self.config = config or SurveillanceConfig()
+        try:
+            self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if row is None:
+                self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            elif row[0] != SCHEMA_VERSION:
+                raise LookthroughError(
+                    f"{self.path} has index schema {row[0]}, this build writes {SCHEMA_VERSION}"
+                )
+        except sqlite3.DatabaseError as exc:
+            raise LookthroughError(f"{self.path} is not a usable index file: {exc}") from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> LookthroughIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- progress ------------------------------------------------------------------------------
+
+    def indexed_height(self, chain_id: str) -> int:
+        row = self.db.execute("SELECT height FROM chains WHERE chain_id=?", (chain_id,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def chains(self) -> list[tuple[str, int]]:
+        rows = self.db.execute("SELECT chain_id, height FROM chains ORDER BY chain_id")
+        return [(str(c), int(h)) for c, h in rows]
+
+    def _check_chain(self, chain_id: str, genesis_hash: str) -> None:
+        row = self.db.execute(
+            "SELECT genesis_hash FROM chains WHERE chain_id=?", (chain_id,)
+        ).fetchone()
+        if row is not None and row[0] != genesis_hash:
+            raise LookthroughError(
+                f"chain {chain_id!r} in the index has genesis {row[0][:16]}…, this store "
+                f"{genesis_hash[:16]}…: a different chain under the same id"
+            )
+
+    def block_hash(self, chain_id: str, height: int) -> str | None:
+        row = self.db.execute(
+            "SELECT block_hash FROM blocks WHERE chain_id=? AND height=?", (chain_id, height)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    # -- ingest --------------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        block: Block,
+        receipts: Sequence[Receipt],
+        *,
+        block_hash: bytes,
+        genesis_hash: str = "",
+    ) -> bool:
+        """Index one committed block (with its receipts, in transaction order).
+
+        Returns False (and changes nothing) if the block is already indexed; raises
+        ``LookthroughError`` for a gap (the block is not the next height of its chain) or
+        receipts that do not match the block. Everything the block changes, its alerts and the
+        chain's new height are written in one SQLite transaction.
+        """
+        h = block.header
+        chain_id = h.chain_id
+        if len(receipts) != len(block.transactions):
+            raise LookthroughError(
+                f"{chain_id} block {h.height}: {len(receipts)} receipts for "
+                f"{len(block.transactions)} transactions"
+            )
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT height, genesis_hash FROM chains WHERE chain_id=?", (chain_id,)
+            ).fetchone()
+            last = 0 if row is None else int(row[0])
+            if row is not None and genesis_hash and row[1] and row[1] != genesis_hash:
+                raise LookthroughError(f"chain {chain_id!r}: the index follows another genesis")
+            if h.height <= last:
+                return False
+            if h.height != last + 1:
+                raise LookthroughError(
+                    f"{chain_id}: block {h.height} does not follow indexed height {last}"
+                )
+            for i, (tx, receipt) in enumerate(zip(block.transactions, receipts, strict=True)):
+                self._ingest_tx(db, chain_id, h.height, h.time_ms, i, tx.sender, tx, receipt)
+            db.execute(
+                "INSERT INTO blocks VALUES (?, ?, ?, ?, ?)",
+                (chain_id, h.height, block_hash.hex(), h.time_ms, len(block.transactions)),
+            )
+            db.execute(
+                "INSERT INTO chains VALUES (?, ?, ?, ?, ?) ON CONFLICT (chain_id) DO UPDATE SET "
+                "height=excluded.height, block_hash=excluded.block_hash, time_ms=excluded.time_ms",
+                (chain_id, genesis_hash, h.height, block_hash.hex(), h.time_ms),
+            )
+        return True
+
+    def _ingest_tx(
+        self,
+        db: sqlite3.Connection,
+        chain_id: str,
+        height: int,
+        time_ms: int,
+        idx: int,
+        sender: bytes,
+        tx: Any,
+        receipt: Receipt,
+    ) -> None:
+        args: dict[str, Any] = dict(tx.args)
+        accounts, codes = _accounts_and_codes(args)
+        events = tuple(EventFacts(e.module, e.kind, dict(e.attributes)) for e in receipt.events)
+        for ev in events:
+            more_accounts, more_codes = _accounts_and_codes(ev.attributes)
+            accounts, codes = accounts | more_accounts, codes | more_codes
+        facts = TxFacts(
+            chain_id=chain_id,
+            height=height,
+            time_ms=time_ms,
+            index=idx,
+            tx_hash=receipt.tx_hash.hex(),
+            sender=sender.hex(),
+            module=tx.module,
+            method=tx.method,
+            args=args,
+            ok=receipt.status == TxStatus.OK,
+            code=receipt.code,
+            events=events,
+            accounts=accounts,
+            codes=codes,
+        )
+        view = _View(db)
+        alerts: list[Alert] = frozen_activity(facts, view)  # against freezes before this tx
+        db.execute(
+            "INSERT INTO txs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                chain_id,
+                height,
+                idx,
+                facts.tx_hash,
+                time_ms,
+                facts.sender,
+                tx.module,
+                tx.method,
+                int(facts.ok),
+                receipt.code,
+            ),
+        )
+        subjects = {("sender", facts.sender)}
+        subjects.update(_subjects(args))
+        for ev in events:
+            subjects.update(_subjects(ev.attributes))
+        db.executemany(
+            "INSERT OR IGNORE INTO tx_subjects VALUES (?, ?, ?, ?, ?)",
+            [(chain_id, s, height, idx, role) for role, s in subjects],
+        )
+        day = cst_date(time_ms)
+        if facts.ok:
+            _Apply(db, facts, day).run()
+        alerts += large_value_payments(facts)
+        alerts += holding_steps(facts)
+        alerts += wash_trades(facts, view, self.config)
+        for alert in abnormal_volume(facts, view, self.config, day):
+            alerts.append(alert)
+            for subject, asset, _ in volume_legs(facts):
+                if subject == alert.subject:
+                    db.execute(
+                        "UPDATE volume_day SET alerted=1 WHERE chain_id=? AND subject=? "
+                        "AND asset=? AND day=?",
+                        (chain_id, subject, asset, day),
+                    )
+        db.executemany(
+            "INSERT OR IGNORE INTO alerts (rule, chain_id, height, tx_hash, subject, detail, "
+            "severity) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (a.rule, a.chain_id, a.height, a.tx_hash, a.subject, a.detail, a.severity)
+                for a in alerts
+            ],
+        )
+
+    # -- following a store ---------------------------------------------------------------------
+
+    def follow_store(
+        self,
+        store: ChainStore,
+        chain_id: str,
+        *,
+        genesis_hash: str = "",
+        limit: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ChainProgress:
+        """Index the committed blocks of ``store`` after the chain's indexed height (at most
+        ``limit`` of them). Refuses a store whose block at the indexed height differs from the
+        one indexed (another chain or a rebuilt store)."""
+        if genesis_hash:
+            self._check_chain(chain_id, genesis_hash)
+        start = self.indexed_height(chain_id)
+        with store.snapshot() as snap:
+            head_entry = snap.head()
+            head = 0 if head_entry is None else head_entry[0]
+            if start > head:
+                raise LookthroughError(
+                    f"{chain_id}: the index is at height {start} but the store only at {head}"
+                )
+            if start > 0:
+                stored = snap.block_hash(start)
+                if stored is None or stored.hex() != self.block_hash(chain_id, start):
+                    raise LookthroughError(
+                        f"{chain_id}: the store's block {start} is not the one indexed"
+                    )
+            end = head if limit is None else min(head, start + limit)
+            done = 0
+            for height in range(start + 1, end + 1):
+                raw, raw_receipts = snap.block(height), snap.receipts(height)
+                raw_hash = snap.block_hash(height)
+                if raw is None or raw_receipts is None or raw_hash is None:
+                    raise LookthroughError(f"{chain_id}: block {height} missing from the store")
+                block = decode_block(raw)
+                if block.header.chain_id != chain_id:
+                    raise LookthroughError(
+                        f"the store holds chain {block.header.chain_id!r}, not {chain_id!r}"
+                    )
+                receipts = decode_receipts(raw_receipts).receipts
+                if self.ingest(block, receipts, block_hash=raw_hash, genesis_hash=genesis_hash):
+                    done += 1
+                if progress is not None:
+                    progress(height, head)
+        return ChainProgress(chain_id, start + done, head, done)
+
+    def follow_home(
+        self,
+        home: Path,
+        *,
+        limit: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ChainProgress:
+        """Index what the node in ``home`` has committed (its store opened read-only)."""
+        genesis = load_genesis(home)
+        with ChainStore.open(home / DATA_DIR, readonly=True) as store:
+            return self.follow_store(
+                store,
+                genesis.chain_id,
+                genesis_hash=genesis.hash().hex(),
+                limit=limit,
+                progress=progress,
+            )
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def holdings_of(
+        self, chain_id: str, account_id: str, height: int | None = None
+    ) -> dict[str, int]:
+        rows = self.db.execute(
+            "SELECT code, balance FROM holdings h WHERE chain_id=? AND account_id=? AND height = "
+            "(SELECT MAX(height) FROM holdings WHERE chain_id=h.chain_id AND code=h.code AND "
+            "account_id=h.account_id AND height<=?) ORDER BY code",
+            (chain_id, account_id, height if height is not None else 1 << 62),
+        )
+        return {str(c): int(b) for c, b in rows if b}
+
+    def wallet_balance(self, chain_id: str, wallet_id: str, height: int | None = None) -> int:
+        row = self.db.execute(
+            "SELECT balance FROM wallet_balances WHERE chain_id=? AND wallet_id=? AND height<=? "
+            "ORDER BY height DESC LIMIT 1",
+            (chain_id, wallet_id, height if height is not None else 1 << 62),
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def investor(self, investor_id: str) -> dict[str, Any]:
+        """An investor's securities accounts, holdings and e-CNY wallets on every chain."""
+        out: dict[str, Any] = {"investor_id": investor_id, "chains": []}
+        rows = self.db.execute(
+            "SELECT chain_id, address, org_id, kind FROM investors WHERE investor_id=? "
+            "ORDER BY chain_id",
+            (investor_id,),
+        ).fetchall()
+        totals: dict[str, int] = {}
+        cash = 0
+        for chain_id, address, org_id, kind in rows:
+            accounts = []
+            for (account_id,) in self.db.execute(
+                "SELECT account_id FROM sec_accounts WHERE chain_id=? AND investor_id=? "
+                "ORDER BY account_id",
+                (chain_id, investor_id),
+            ).fetchall():
+                held = self.holdings_of(chain_id, account_id)
+                for code, amount in held.items():
+                    totals[f"{chain_id}:{code}"] = totals.get(f"{chain_id}:{code}", 0) + amount
+                accounts.append({"account_id": account_id, "holdings": held})
+            wallet_ids = {
+                str(w)
+                for (w,) in self.db.execute(
+                    "SELECT wallet_id FROM wallets WHERE chain_id=? AND owner=?",
+                    (chain_id, address),
+                )
+            }
+            wallet_ids |= {
+                str(w)
+                for (w,) in self.db.execute(
+                    "SELECT l.wallet_id FROM wallet_links l JOIN sec_accounts a ON "
+                    "a.chain_id=l.chain_id AND a.account_id=l.account_id WHERE l.chain_id=? AND "
+                    "a.investor_id=?",
+                    (chain_id, investor_id),
+                )
+            }
+            wallets: list[dict[str, Any]] = [
+                {"wallet_id": w, "balance_fen": self.wallet_balance(chain_id, w)}
+                for w in sorted(wallet_ids)
+            ]
+            cash += sum(int(w["balance_fen"]) for w in wallets)
+            out["chains"].append(
+                {
+                    "chain_id": chain_id,
+                    "address": address,
+                    "broker": org_id,
+                    "kind": kind,
+                    "accounts": accounts,
+                    "wallets": wallets,
+                }
+            )
+        out["total_holdings"] = dict(sorted(totals.items()))
+        out["total_ecny_fen"] = cash
+        return out
+
+    def holders(
+        self, code: str, height: int | None = None, chain_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The holder register of ``code`` at ``height`` (the head if None): exact, from the
+        balance history."""
+        rows = self.db.execute(
+            "SELECT chain_id, account_id, balance, height FROM holdings h WHERE code=? AND "
+            "(? IS NULL OR chain_id=?) AND height = (SELECT MAX(height) FROM holdings WHERE "
+            "chain_id=h.chain_id AND code=h.code AND account_id=h.account_id AND height<=?) "
+            "AND balance > 0 ORDER BY chain_id, balance DESC, account_id",
+            (code, chain_id, chain_id, height if height is not None else 1 << 62),
+        )
+        return [
+            {"chain_id": c, "account_id": a, "balance": int(b), "since_height": int(hh)}
+            for c, a, b, hh in rows
+        ]
+
+    def history(self, account: str) -> list[dict[str, Any]]:
+        """Every indexed transaction naming ``account`` (a securities account, a wallet or an
+        address in hex) or a wallet linked to it or owned by its investor."""
+        subjects = {account}
+        for (w,) in self.db.execute(
+            "SELECT wallet_id FROM wallet_links WHERE account_id=?", (account,)
+        ):
+            subjects.add(str(w))
+        for (w,) in self.db.execute(
+            "SELECT w.wallet_id FROM sec_accounts a JOIN investors i ON i.chain_id=a.chain_id "
+            "AND i.investor_id=a.investor_id JOIN wallets w ON w.chain_id=a.chain_id AND "
+            "w.owner=i.address WHERE a.account_id=?",
+            (account,),
+        ):
+            subjects.add(str(w))
+        marks = ",".join("?" * len(subjects))
+        rows = self.db.execute(
+            "SELECT t.chain_id, t.height, t.idx, t.tx_hash, t.time_ms, t.module, t.method, "
+            "t.ok, t.code, group_concat(DISTINCT s.subject) FROM tx_subjects s JOIN txs t ON "
+            "t.chain_id=s.chain_id AND t.height=s.height AND t.idx=s.idx "
+            f"WHERE s.subject IN ({marks}) GROUP BY t.chain_id, t.height, t.idx "
+            "ORDER BY t.chain_id, t.height, t.idx",
+            sorted(subjects),
+        )
+        return [
+            {
+                "chain_id": c,
+                "height": int(h),
+                "index": int(i),
+                "tx_hash": th,
+                "time_ms": int(tm),
+                "call": f"{m}.{me}",
+                "outcome": "OK" if ok else code,
+                "via": ",".join(sorted(str(via).split(","))),
+            }
+            for c, h, i, th, tm, m, me, ok, code, via in rows
+        ]
+
+    def large_payments(self) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT chain_id, height, tx_hash, time_ms, payer, payer_operator, payee, "
+            "payee_operator, amount_fen, purpose FROM large_payments "
+            "ORDER BY chain_id, height, idx, seq"
+        )
+        keys = (
+            "chain_id",
+            "height",
+            "tx_hash",
+            "time_ms",
+            "payer",
+            "payer_operator",
+            "payee",
+            "payee_operator",
+            "amount_fen",
+            "purpose",
+        )
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def alerts(self, rule: str | None = None, chain_id: str | None = None) -> list[Alert]:
+        rows = self.db.execute(
+            "SELECT rule, chain_id, height, tx_hash, subject, detail, severity FROM alerts "
+            "WHERE (? IS NULL OR rule=?) AND (? IS NULL OR chain_id=?) ORDER BY id",
+            (rule, rule, chain_id, chain_id),
+        )
+        return [Alert(r, c, int(h), t, s, d, sv) for r, c, h, t, s, d, sv in rows]
+
+
+class _View:
+    """``IndexView`` over the connection, inside the block's transaction."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def earlier_transfer(
+        self, chain_id: str, code: str, from_account: str, to_account: str, tx: TxFacts
+    ) -> Transfer | None:
+        row = self.db.execute(
+            "SELECT height, idx, time_ms, amount FROM transfers WHERE chain_id=? AND code=? AND "
+            "from_account=? AND to_account=? AND (height<? OR (height=? AND idx<?)) "
+            "ORDER BY height DESC, idx DESC LIMIT 1",
+            (chain_id, code, from_account, to_account, tx.height, tx.height, tx.index),
+        ).fetchone()
+        if row is None:
+            return None
+        return Transfer(
+            int(row[0]), int(row[1]), int(row[2]), code, from_account, to_account, int(row[3])
+        )
+
+    def frozen(self, chain_id: str, account_id: str, codes: frozenset[str]) -> str | None:
+        for freeze_id, scope, code in self.db.execute(
+            "SELECT freeze_id, scope, code FROM freezes WHERE chain_id=? AND account_id=? "
+            "AND open=1 ORDER BY freeze_id",
+            (chain_id, account_id),
+        ):
+            if scope != "amount" or code in codes:
+                return str(freeze_id)
+        return None
+
+    def day_volume(self, chain_id: str, subject: str, asset: str, day: int) -> int:
+        row = self.db.execute(
+            "SELECT volume FROM volume_day WHERE chain_id=? AND subject=? AND asset=? AND day=?",
+            (chain_id, subject, asset, day),
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def trailing_volume(self, chain_id: str, subject: str, asset: str, day: int, days: int) -> int:
+        first = cst_date(date_start_ms(day) - days * DAY_MS)
+        row = self.db.execute(
+            "SELECT COALESCE(SUM(volume), 0) FROM volume_day WHERE chain_id=? AND subject=? "
+            "AND asset=? AND day>=? AND day<?",
+            (chain_id, subject, asset, first, day),
+        ).fetchone()
+        return int(row[0])
+
+    def volume_alerted(self, chain_id: str, subject: str, asset: str, day: int) -> bool:
+        row = self.db.execute(
+            "SELECT alerted FROM volume_day WHERE chain_id=? AND subject=? AND asset=? AND day=?",
+            (chain_id, subject, asset, day),
+        ).fetchone()
+        return row is not None and bool(row[0])
+
+
+class _Apply:
+    """What a successful transaction's events change in the index."""
+
+    def __init__(self, db: sqlite3.Connection, tx: TxFacts, day: int) -> None:
+        self.db, self.tx, self.day = db, tx, day
+        self.c = tx.chain_id
+
+    def holding(self, code: str, account: str) -> int:
+        row = self.db.execute(
+            "SELECT balance FROM holdings WHERE chain_id=? AND code=? AND account_id=? "
+            "ORDER BY height DESC LIMIT 1",
+            (self.c, code, account),
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def move(self, code: str, account: str, delta: int) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO holdings VALUES (?, ?, ?, ?, ?)",
+            (self.c, code, account, self.tx.height, self.holding(code, account) + delta),
+        )
+
+    def cash(self, wallet: str, delta: int) -> None:
+        row = self.db.execute(
+            "SELECT balance FROM wallet_balances WHERE chain_id=? AND wallet_id=? "
+            "ORDER BY height DESC LIMIT 1",
+            (self.c, wallet),
+        ).fetchone()
+        balance = (0 if row is None else int(row[0])) + delta
+        self.db.execute(
+            "INSERT OR REPLACE INTO wallet_balances VALUES (?, ?, ?, ?)",
+            (self.c, wallet, self.tx.height, balance),
+        )
+
+    def volume(self) -> None:
+        for subject, asset, amount in volume_legs(self.tx):
+            self.db.execute(
+                "INSERT INTO volume_day VALUES (?, ?, ?, ?, ?, 0) ON CONFLICT (chain_id, "
+                "subject, asset, day) DO UPDATE SET volume=volume+excluded.volume",
+                (self.c, subject, asset, self.day, amount),
+            )
+
+    def run(self) -> None:
+        tx = self.tx
+        for seq, ev in enumerate(tx.events):
+            handler = getattr(self, f"_{ev.module}_{ev.kind}", None)
+            if handler is not None:
+                handler(seq, ev.attributes)
+        self.volume()
+
+    # investors
+    def _investors_investor_opened(self, seq: int, a: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO investors VALUES (?, ?, ?, ?, ?, ?)",
+            (self.c, a["investor_id"], _hex(a["address"]), a["org_id"], a["kind"], self.tx.height),
+        )
+
+    def _investors_account_opened(self, seq: int, a: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO sec_accounts VALUES (?, ?, ?, ?, NULL)",
+            (self.c, a["account_id"], a["investor_id"], self.tx.height),
+        )
+
+    def _investors_account_closed(self, seq: int, a: dict[str, Any]) -> None:
+        self.db.execute(
+            "UPDATE sec_accounts SET closed_height=? WHERE chain_id=? AND account_id=?",
+            (self.tx.height, self.c, a["account_id"]),
+        )
+
+    # securities
+    def _securities_issued(self, seq: int, a: dict[str, Any]) -> None:
+        self.move(a["code"], a["account_id"], int(a["amount"]))
+
+    def _securities_cancelled(self, seq: int, a: dict[str, Any]) -> None:
+        self.move(a["code"], a["account_id"], -int(a["amount"]))
+
+    def _securities_transferred(self, seq: int, a: dict[str, Any]) -> None:
+        amount = int(a["amount"])
+        self.move(a["code"], a["from_account"], -amount)
+        self.move(a["code"], a["to_account"], amount)
+        self.db.execute(
+            "INSERT INTO transfers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                self.c,
+                self.tx.height,
+                self.tx.index,
+                seq,
+                self.tx.time_ms,
+                a["code"],
+                a["from_account"],
+                a["to_account"],
+                amount,
+            ),
+        )
+
+    def _securities_holdings_mapped(self, seq: int, a: dict[str, Any]) -> None:
+        # The event carries the batch total only; the entries are the transaction's arguments.
+        if self.tx.module == "securities" and self.tx.method == "map_holdings":
+            for entry in self.tx.args.get("entries", ()):
+                self.move(a["code"], entry["account_id"], int(entry["amount"]))
+
+    # corporate actions
+    def _corporate_actions_split_executed(self, seq: int, a: dict[str, Any]) -> None:
+        code, new, old = a["code"], int(a["new_shares"]), int(a["old_shares"])
+        rows = self.db.execute(
+            "SELECT account_id, balance FROM holdings h WHERE chain_id=? AND code=? AND height = "
+            "(SELECT MAX(height) FROM holdings WHERE chain_id=h.chain_id AND code=h.code AND "
+            "account_id=h.account_id) AND balance > 0",
+            (self.c, code),
+        ).fetchall()
+        for account, balance in rows:
+            self.move(code, account, int(balance) * new // old - int(balance))
+
+    # enforcement
+    def _freeze(self, a: dict[str, Any], open_: int) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO freezes VALUES (?, ?, ?, ?, ?, ?)",
+            (self.c, a["freeze_id"], a["scope"], a["code"], a["account_id"], open_),
+        )
+
+    def _enforcement_frozen(self, seq: int, a: dict[str, Any]) -> None:
+        self._freeze(a, 1)
+
+    def _enforcement_unfrozen(self, seq: int, a: dict[str, Any]) -> None:
+        self._freeze(a, 0)
+
+    def _enforcement_freeze_expired(self, seq: int, a: dict[str, Any]) -> None:
+        self._freeze(a, 0)
+
+    def _enforcement_forced_transfer(self, seq: int, a: dict[str, Any]) -> None:
+        moved = int(a["transferred"])
+        self.move(a["code"], a["account_id"], -moved)
+        self.move(a["code"], a["to_account"], moved)
+        self._freeze(a, 0)
+
+    # settlement
+    def _settlement_wallet_linked(self, seq: int, a: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO wallet_links VALUES (?, ?, ?, ?)",
+            (self.c, a["account_id"], a["wallet_id"], self.tx.height),
+        )
+
+    # e-CNY
+    def _wallet(
+        self, a: dict[str, Any], operator_org: str, kind: str, category: int, parent: str
+    ) -> None:
+        owner = self.tx.args.get("owner", b"") if self.tx.module == "ecny" else b""
+        self.db.execute(
+            "INSERT OR REPLACE INTO wallets VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+            (
+                self.c,
+                a["wallet_id"],
+                _hex(owner),
+                operator_org,
+                kind,
+                category,
+                parent,
+                self.tx.height,
+            ),
+        )
+
+    def _ecny_wallet_opened(self, seq: int, a: dict[str, Any]) -> None:
+        self._wallet(a, a["operator_org"], a["kind"], int(a["category"]), "")
+
+    def _ecny_sub_wallet_opened(self, seq: int, a: dict[str, Any]) -> None:
+        parent = self.db.execute(
+            "SELECT operator_org, kind, category FROM wallets WHERE chain_id=? AND wallet_id=?",
+            (self.c, a["parent"]),
+        ).fetchone()
+        org, kind, category = parent if parent is not None else ("", "", 0)
+        self._wallet(a, str(org), str(kind), int(category), a["parent"])
+
+    def _ecny_wallet_upgraded(self, seq: int, a: dict[str, Any]) -> None:
+        self.db.execute(
+            "UPDATE wallets SET category=? WHERE chain_id=? AND (wallet_id=? OR parent=?)",
+            (int(a["to_category"]), self.c, a["wallet_id"], a["wallet_id"]),
+        )
+
+    def _ecny_wallet_frozen(self, seq: int, a: dict[str, Any]) -> None:
+        self.db.execute(
+            "UPDATE wallets SET frozen=1 WHERE chain_id=? AND wallet_id=?", (self.c, a["wallet_id"])
+        )
+
+    def _ecny_wallet_unfrozen(self, seq: int, a: dict[str, Any]) -> None:
+        self.db.execute(
+            "UPDATE wallets SET frozen=0 WHERE chain_id=? AND wallet_id=?", (self.c, a["wallet_id"])
+        )
+
+    def _ecny_loaded(self, seq: int, a: dict[str, Any]) -> None:
+        self.cash(a["wallet_id"], int(a["amount_fen"]))
+
+    def _ecny_unloaded(self, seq: int, a: dict[str, Any]) -> None:
+        self.cash(a["wallet_id"], -int(a["amount_fen"]))
+
+    def _ecny_payment(self, seq: int, a: dict[str, Any]) -> None:
+        amount = int(a["amount_fen"])
+        if a.get("purpose") != "escrow":  # a released escrow left the payer when created
+            self.cash(a["payer"], -amount)
+        self.cash(a["payee"], amount)
+
+    def _ecny_escrow_created(self, seq: int, a: dict[str, Any]) -> None:
+        self.cash(a["payer"], -int(a["amount_fen"]))
+
+    def _ecny_escrow_refunded(self, seq: int, a: dict[str, Any]) -> None:
+        self.cash(a["payer"], int(a["amount_fen"]))
+
+    def _ecny_large_value_payment(self, seq: int, a: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT INTO large_payments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                self.c,
+                self.tx.height,
+                self.tx.index,
+                seq,
+                self.tx.tx_hash,
+                self.tx.time_ms,
+                a["payer"],
+                a["payer_operator"],
+                a["payee"],
+                a["payee_operator"],
+                int(a["amount_fen"]),
+                a["purpose"],
+            ),
+        )
+
+
+# -- identities, opened at query time only ---------------------------------------------------------
+
+
+def open_wallet_identity(
+    store: ChainStore, suite_name: str, regulator: KeyPair, wallet_id: str
+) -> dict[str, Any] | str:
+    """The identity behind ``wallet_id`` (a sub-wallet: its parent's holder), opened with the
+    regulator's key from the node's current state; a one-line reason if it cannot be."""
+    suite = get_suite(suite_name)
+    for _ in range(2):
+        raw = store.state_get(wallet_key(wallet_id))
+        if raw is None:
+            return f"no wallet {wallet_id!r} in the node's state"
+        w = codec.decode_struct(Wallet, raw)
+        if w.parent and not w.sealed_identity:
+            wallet_id = w.parent
+            continue
+        try:
+            identity, _ = open_identity(suite, regulator, w.sealed_identity)
+        except Exception as exc:
+            return f"cannot open the sealed identity of {wallet_id!r}: {exc}"
+        return identity
+    return f"wallet {wallet_id!r} has no sealed identity"
+
+
+def large_payments_with_identities(
+    index: LookthroughIndex, homes: Iterable[Path], regulator: KeyPair
+) -> list[dict[str, Any]]:
+    """The indexed large-value payments, each with the payer's and payee's identity opened by
+    the regulator's key from the state of the node of its chain (nothing is written anywhere)."""
+    stores: dict[str, tuple[ChainStore, str]] = {}
+    try:
+        for home in homes:
+            genesis = load_genesis(home)
+            if genesis.chain_id in stores:
+                raise LookthroughError(f"two homes of chain {genesis.chain_id!r}")
+            store = ChainStore.open(home / DATA_DIR, readonly=True)
+            stores[genesis.chain_id] = (store, genesis.suite)
+        out = []
+        for p in index.large_payments():
+            found = stores.get(p["chain_id"])
+            row = dict(p)
+            for side in ("payer", "payee"):
+                if found is None:
+                    row[f"{side}_identity"] = f"no --home given for chain {p['chain_id']!r}"
+                else:
+                    row[f"{side}_identity"] = open_wallet_identity(
+                        found[0], found[1], regulator, p[side]
+                    )
+            out.append(row)
+        return out
+    finally:
+        for store, _ in stores.values():
+            store.close()

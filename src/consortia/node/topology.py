@@ -1,0 +1,225 @@
+"""The two-tier topology on one machine: a supervision chain, business chains and their relayers.
+
+Layout of a two-tier home (each chain directory is a network home from ``init_network``)::
+
+    DIR/topology.json        which directory holds the supervision chain and which the business
+    DIR/supervision/         the supervision chain (run by the regulator and the association)
+    DIR/business-1/          a business chain (the default consortium)
+    DIR/business-N/ ...
+    DIR/relay-<chain>.log    each relayer's output
+
+``bootstrap`` makes the tiers trust each other, once, through signed transactions: the regulator
+registers every business chain (its genesis hash and validator set) with the supervision chain's
+``anchoring`` light client, and on each business chain registers the supervision chain with the
+``supervision`` module. It reads state first, so running it again changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from consortia import codec
+from consortia.crypto import KeyPair, decrypt_key_file
+from consortia.execution.consortium import (
+    SUPERVISION_ACCOUNTS,
+    SUPERVISION_ORGS,
+    SUPERVISION_VALIDATORS,
+)
+from consortia.execution.genesis import Genesis
+from consortia.modules import anchoring, supervision
+from consortia.node.home import key_password
+from consortia.node.local import ACCOUNTS_DIR, NodeError, load_genesis
+from consortia.node.network_home import DEFAULT_BASE_PORT, init_network
+from consortia.node.operations import Operator
+from consortia.node.supervisor import network_status, node_homes
+
+TOPOLOGY_FILE = "topology.json"
+SUPERVISION_DIR = "supervision"
+SUPERVISION_CHAIN_ID = "supervision"
+PORTS_PER_CHAIN = 100
+
+
+@dataclass(frozen=True)
+class Topology:
+    home: Path
+    supervision: str  # directory (and chain id) of the supervision chain
+    business: tuple[str, ...]  # directories (and chain ids) of the business chains
+
+    def chain_home(self, name: str) -> Path:
+        return self.home / name
+
+    def to_json(self) -> str:
+        return (
+            json.dumps({"supervision": self.supervision, "business": list(self.business)}, indent=2)
+            + "\n"
+        )
+
+    @classmethod
+    def load(cls, home: Path) -> Topology:
+        path = home / TOPOLOGY_FILE
+        try:
+            raw = json.loads(path.read_text())
+            return cls(home, str(raw["supervision"]), tuple(str(b) for b in raw["business"]))
+        except FileNotFoundError as exc:
+            raise NodeError(f"{path} not found: run `consortia init --two-tier`") from exc
+        except (ValueError, TypeError, KeyError) as exc:
+            raise NodeError(f"{path} is malformed: {exc}") from exc
+
+
+def is_two_tier(home: Path) -> bool:
+    return (home / TOPOLOGY_FILE).is_file()
+
+
+def init_two_tier(
+    home: Path,
+    *,
+    business_chains: int = 1,
+    validators: int = 4,
+    observers: int = 1,
+    suite_name: str = "intl",
+    base_port: int = DEFAULT_BASE_PORT,
+    password: str | None = None,
+    scrypt_n: int = 1 << 15,
+) -> Topology:
+    """Lay out a supervision chain and ``business_chains`` business chains under ``home``."""
+    if not 1 <= business_chains <= 9:
+        raise NodeError("between 1 and 9 business chains")
+    if (home / TOPOLOGY_FILE).exists():
+        raise NodeError(f"{home / TOPOLOGY_FILE} already exists; choose another --home")
+    password = password if password is not None else key_password()
+    init_network(
+        home / SUPERVISION_DIR,
+        validators=validators,
+        observers=observers,
+        suite_name=suite_name,
+        chain_id=SUPERVISION_CHAIN_ID,
+        base_port=base_port,
+        password=password,
+        scrypt_n=scrypt_n,
+        tier="supervision",
+        orgs=SUPERVISION_ORGS,
+        accounts=SUPERVISION_ACCOUNTS,
+        validator_orgs=SUPERVISION_VALIDATORS,
+        observer_org="csrc",
+    )
+    names = tuple(f"business-{n}" for n in range(1, business_chains + 1))
+    for n, name in enumerate(names, start=1):
+        init_network(
+            home / name,
+            validators=validators,
+            observers=observers,
+            suite_name=suite_name,
+            chain_id=name,
+            base_port=base_port + n * PORTS_PER_CHAIN,
+            password=password,
+            scrypt_n=scrypt_n,
+        )
+    topology = Topology(home, SUPERVISION_DIR, names)
+    (home / TOPOLOGY_FILE).write_text(topology.to_json())
+    return topology
+
+
+def account_key(chain_home: Path, name: str, password: str | None = None) -> KeyPair:
+    path = chain_home / ACCOUNTS_DIR / f"{name}.key"
+    try:
+        return decrypt_key_file(path.read_bytes(), password or key_password())
+    except FileNotFoundError as exc:
+        raise NodeError(f"no key file {path}") from exc
+
+
+def entry_node(chain_home: Path) -> Path:
+    """The node clients of a chain talk to (its first node)."""
+    return node_homes(chain_home)[0]
+
+
+def observer_node(chain_home: Path) -> Path:
+    """The regulator's observer of a chain if it has one, else its first node."""
+    homes = node_homes(chain_home)
+    return next((h for h in homes if h.name.startswith("observer-")), homes[0])
+
+
+def _trust_args(g: Genesis) -> dict[str, object]:
+    return {
+        "chain_id": g.chain_id,
+        "suite": g.suite,
+        "genesis_hash": g.hash(),
+        "genesis_time_ms": g.genesis_time_ms,
+        "validators": codec.fields_to_cbor(g.validator_set()),
+    }
+
+
+def bootstrap(topology: Topology, *, password: str | None = None) -> list[str]:
+    """Make the tiers trust each other (idempotent); returns what it did, for the log."""
+    done: list[str] = []
+    sup_home = topology.chain_home(topology.supervision)
+    sup_genesis = load_genesis(sup_home)
+    regulator = Operator.from_node_home(
+        account_key(sup_home, "regulator", password), entry_node(sup_home)
+    )
+    for name in topology.business:
+        biz_home = topology.chain_home(name)
+        biz_genesis = load_genesis(biz_home)
+        if regulator.state_value(anchoring.chain_key(biz_genesis.chain_id)) is None:
+            regulator.call("anchoring", "register_chain", _trust_args(biz_genesis))
+            done.append(f"supervision chain now anchors {biz_genesis.chain_id}")
+        local = Operator.from_node_home(
+            account_key(biz_home, "regulator", password), entry_node(biz_home)
+        )
+        if local.state_value(supervision.CLIENT_KEY) is None:
+            local.call("supervision", "trust_supervision", _trust_args(sup_genesis))
+            done.append(f"{biz_genesis.chain_id} now follows the supervision chain")
+    return done
+
+
+def spawn_relay(
+    topology: Topology, business: str, *, password: str | None = None, interval_ms: int = 300
+) -> subprocess.Popen[bytes]:
+    """Start ``consortia relay`` between ``business`` and the supervision chain, output appended
+    to ``DIR/relay-<business>.log``."""
+    biz_home = topology.chain_home(business)
+    sup_home = topology.chain_home(topology.supervision)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if password is not None:
+        env["CONSORTIA_KEY_PASSWORD"] = password
+    with open(topology.home / f"relay-{business}.log", "ab") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "consortia",
+                "relay",
+                "--business",
+                str(observer_node(biz_home)),
+                "--supervision",
+                str(observer_node(sup_home)),
+                "--business-key",
+                str(biz_home / ACCOUNTS_DIR / "relayer.key"),
+                "--supervision-key",
+                str(sup_home / ACCOUNTS_DIR / "relayer.key"),
+                "--interval-ms",
+                str(interval_ms),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+
+
+def wait_until_serving(topology: Topology, *, timeout_s: float = 90.0) -> None:
+    """Return once every node of every chain answers and has committed a block."""
+    deadline = time.monotonic() + timeout_s
+    for name in (topology.supervision, *topology.business):
+        while True:
+            statuses = network_status(topology.chain_home(name), timeout_s=3.0)
+            if all(s.get("ok") and int(s.get("height", 0)) >= 1 for s in statuses):
+                break
+            if time.monotonic() > deadline:
+                raise NodeError(f"the nodes of {name} did not come up in {timeout_s:.0f} s")
+            time.sleep(0.5)

@@ -1,0 +1,449 @@
+"""The relayer, in process: two business chains and one supervision chain on ``LocalChain``s.
+
+Every committed business block gets anchored; an order issued on the supervision chain is
+applied on the chain it names only; a relayer dropped mid-way and replaced by a fresh one leaves
+no gap and anchors nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from consortia import codec
+from consortia.cli import app
+from consortia.crypto import encrypt_key_file
+from consortia.ledger.types import ReceiptList, Transaction, TxStatus, decode_transaction
+from consortia.modules import anchoring, supervision
+from consortia.modules.enforcement import Freeze, freeze_key
+from consortia.modules.investors import SecuritiesAccount, account_key
+from consortia.modules.registry import Account
+from consortia.modules.registry import account_key as registry_account_key
+from consortia.net import frames
+from consortia.node.local import LocalChain
+from consortia.node.network_home import NodeConfig
+from consortia.node.relay import (
+    LocalEndpoint,
+    NodeEndpoint,
+    RelayConfig,
+    Relayer,
+    RelayError,
+    TxOutcome,
+)
+from tests.chainkit import make_consortium
+from tests.test_investors import open_account_tx, open_investor_tx, register
+from tests.test_supervision import FAR, order_args, trust_args
+from tests.tierkit import TierConsortium, make_supervision, register_chain_args
+
+PASSWORD = "relay-test"
+runner = CliRunner()
+
+
+@dataclass
+class Net:
+    chain: LocalChain
+    c: TierConsortium
+
+    @property
+    def ep(self) -> LocalEndpoint:
+        return LocalEndpoint(self.chain)
+
+    def ok(self, txs: list[Transaction]) -> None:
+        committed = self.chain.commit(txs)
+        assert not committed.rejected, committed.rejected
+        failed = [(r.code, r.message) for r in committed.receipts if r.status != TxStatus.OK]
+        assert not failed, failed
+
+    def empty_blocks(self, n: int) -> None:
+        for _ in range(n):
+            self.chain.commit([])
+
+    def read(self, key: bytes) -> bytes | None:
+        return self.chain.state.tree.get(key)
+
+
+def _clock() -> Iterator[int]:
+    return itertools.count(1_767_225_600_000 + 1000, 1000)
+
+
+def start(home: Path, c: TierConsortium) -> Net:
+    home.mkdir()
+    (home / "genesis.json").write_text(c.genesis.to_json())
+    ticks = _clock()
+    chain = LocalChain(
+        home, {f"v{i}": k for i, k in enumerate(c.validators)}, clock_ms=lambda: next(ticks)
+    )
+    return Net(chain, c)
+
+
+def business(chain_id: str) -> TierConsortium:
+    base = make_consortium()
+    return TierConsortium(
+        base.suite,
+        replace(base.genesis, chain_id=chain_id),
+        base.validators,
+        base.accounts,
+        {},
+    )
+
+
+@pytest.fixture
+def nets(tmp_path: Path) -> Iterator[tuple[Net, Net, Net]]:
+    sup = start(tmp_path / "sup", make_supervision())
+    b1 = start(tmp_path / "b1", business("business-1"))
+    b2 = start(tmp_path / "b2", business("business-2"))
+    sup.ok(
+        [
+            sup.c.tx("regulator", "anchoring", "register_chain", register_chain_args(b.c))
+            for b in (b1, b2)
+        ]
+    )
+    for b in (b1, b2):
+        b.ok([b.c.tx("regulator", "supervision", "trust_supervision", trust_args(sup.c))])
+        # An investor with securities account SA-A on both chains.
+        b.ok([register(b.c, "inv-a", "broker-a", ("investor",))])
+        b.ok(
+            [
+                open_investor_tx(b.c, "broker-a-admin", "INV-A", "inv-a"),
+                open_account_tx(b.c, "broker-a-admin", "SA-A", "INV-A"),
+            ]
+        )
+    yield sup, b1, b2
+    for n in (sup, b1, b2):
+        n.chain.close()
+
+
+def relayer(b: Net, sup: Net, **config: int) -> Relayer:
+    return Relayer(
+        b.ep,
+        sup.ep,
+        b.c.accounts["relayer"],
+        sup.c.accounts["relayer"],
+        RelayConfig(**config),
+    )
+
+
+def anchored_ranges(sup: Net, chain_id: str) -> list[tuple[int, int]]:
+    """Every ``anchored`` event for ``chain_id`` on the supervision chain, in order; and no
+    anchoring transaction failed."""
+    ranges = []
+    store = sup.chain.store
+    for h in range(1, sup.chain.height + 1):
+        raw = store.receipts(h)
+        assert raw is not None
+        for r in codec.decode_struct(ReceiptList, raw).receipts:
+            if r.status != TxStatus.OK:
+                assert "anchoring" not in r.message, r
+                continue
+            for ev in r.events:
+                if ev.kind == "anchored" and ev.attributes["chain_id"] == chain_id:
+                    ranges.append((ev.attributes["from_height"], ev.attributes["to_height"]))
+    return ranges
+
+
+def assert_fully_anchored(sup: Net, b: Net, upto: int) -> None:
+    ranges = anchored_ranges(sup, b.chain.genesis.chain_id)
+    covered = [h for lo, hi in ranges for h in range(lo, hi + 1)]
+    assert covered == list(range(1, len(covered) + 1)), ranges  # no gap, nothing twice
+    assert len(covered) >= upto
+    for h in range(1, upto + 1):
+        raw = sup.read(anchoring.anchor_key(b.chain.genesis.chain_id, h))
+        assert raw is not None, h
+        anchor = codec.decode_struct(anchoring.Anchor, raw)
+        assert anchor.block_hash == b.chain.store.block_hash(h)
+
+
+def test_relay_anchors_follows_and_carries_orders_to_the_right_chain(
+    nets: tuple[Net, Net, Net],
+) -> None:
+    sup, b1, b2 = nets
+    b1.empty_blocks(5)
+    r1, r2 = relayer(b1, sup), relayer(b2, sup)
+    for r in (r1, r2):
+        report = r.run_round()
+        assert report.errors == (), report.errors
+        # Anchoring runs last in a round: every business block committed so far is anchored.
+        assert report.anchor_lag_blocks == 0 and report.anchor_lag_ms == 0
+        assert report.anchored_height == report.business_height
+        assert report.followed > 0
+    assert_fully_anchored(sup, b1, b1.chain.height)
+    assert_fully_anchored(sup, b2, b2.chain.height)
+
+    # The regulator orders SA-A frozen on business-1 only.
+    args = order_args(
+        "ORD-1",
+        "freeze",
+        chain_id="business-1",
+        freeze_id="F-1",
+        account_id="SA-A",
+        expires_at_ms=FAR,
+    )
+    sup.ok([sup.c.tx("regulator", "orders", "issue_order", args)])
+    b1.empty_blocks(3)
+    rep1, rep2 = r1.run_round(), r2.run_round()
+    assert rep1.errors == () and rep2.errors == (), (rep1.errors, rep2.errors)
+    assert (rep1.orders_applied, rep2.orders_applied) == (1, 0)
+    frozen = codec.decode_struct(SecuritiesAccount, b1.read(account_key("SA-A")) or b"")
+    assert frozen.frozen and frozen.freeze_reference == "CSRC order ORD-1"
+    f = codec.decode_struct(Freeze, b1.read(freeze_key("F-1")) or b"")
+    assert f.status == "active"
+    assert b1.read(supervision.applied_key("ORD-1")) is not None
+    untouched = codec.decode_struct(SecuritiesAccount, b2.read(account_key("SA-A")) or b"")
+    assert not untouched.frozen
+    assert b2.read(freeze_key("F-1")) is None
+    assert b2.read(supervision.applied_key("ORD-1")) is None
+    # Applied once: later rounds, and a fresh relayer that scans from the start, leave it.
+    again = r1.run_round()
+    assert again.orders_applied == 0 and again.orders_pending == 0 and again.errors == ()
+    fresh = relayer(b1, sup).run_round()
+    assert fresh.orders_applied == 0 and fresh.errors == ()
+    assert_fully_anchored(sup, b1, b1.chain.height)
+    assert_fully_anchored(sup, b2, b2.chain.height)
+
+
+class FailingAfter:
+    """The supervision endpoint, failing every ``submit`` after the first ``allowed`` ones (the
+    relayer 'dies' mid-way)."""
+
+    def __init__(self, inner: LocalEndpoint, allowed: int) -> None:
+        self.inner = inner
+        self.allowed = allowed
+        self.chain_id = inner.chain_id
+        self.suite = inner.suite
+        self.head_height = inner.head_height
+        self.block = inner.block
+        self.state = inner.state
+        self.nonce = inner.nonce
+
+    def submit(self, txs: Sequence[Transaction]) -> list[TxOutcome]:
+        if self.allowed <= 0:
+            raise RelayError("supervision node unreachable (test)")
+        self.allowed -= 1
+        return self.inner.submit(txs)
+
+
+def test_a_restarted_relayer_leaves_no_gap_and_anchors_nothing_twice(
+    nets: tuple[Net, Net, Net],
+) -> None:
+    sup, b1, _ = nets
+    b1.empty_blocks(20)
+    # Small batches; the supervision node goes away after the first anchoring transaction.
+    dying = Relayer(
+        b1.ep,
+        FailingAfter(sup.ep, allowed=1),  # type: ignore[arg-type]
+        b1.c.accounts["relayer"],
+        sup.c.accounts["relayer"],
+        RelayConfig(max_headers=10, max_txs_per_round=1),
+    )
+    report = dying.run_round()
+    assert report.errors and "unreachable" in report.errors[0]
+    assert 0 < report.anchored_height < report.business_height
+    del dying  # the relayer is gone; the business chain keeps committing
+    b1.empty_blocks(130)
+    head = b1.chain.height
+    report = relayer(b1, sup).run_round()
+    assert report.errors == (), report.errors
+    assert report.anchored_height == b1.chain.height >= head
+    assert_fully_anchored(sup, b1, b1.chain.height)
+    # Running again changes nothing but the blocks the round itself caused.
+    report = relayer(b1, sup).run_round()
+    assert report.errors == () and report.anchor_lag_blocks == 0
+    assert_fully_anchored(sup, b1, b1.chain.height)
+
+
+def test_round_reports_what_is_missing(tmp_path: Path) -> None:
+    sup = start(tmp_path / "sup", make_supervision())
+    b = start(tmp_path / "b", business("business-x"))
+    try:
+        report = relayer(b, sup).run_round()
+        assert any("trusts no supervision chain" in e for e in report.errors)
+        assert any("is not registered" in e for e in report.errors)
+        assert report.anchored_height == -1 and report.anchor_lag_blocks == -1
+    finally:
+        sup.chain.close()
+        b.chain.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Over the client port: the same relay through ``NodeEndpoint`` and the ``consortia relay`` CLI,
+# against a stand-in client port served from a ``LocalChain`` (the node's reply shapes).
+
+
+class ClientPort:
+    """Answers ``status``, ``block.get``, ``state.get``, ``account.get`` and ``tx.submit_many``
+    (each submission commits one block) on 127.0.0.1, from a background thread."""
+
+    def __init__(self, net: Net) -> None:
+        self.net = net
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._serve, "127.0.0.1", 0), self.loop
+        ).result(10)
+        self.port: int = self.server.sockets[0].getsockname()[1]
+
+    def close(self) -> None:
+        self.server.close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while (got := await frames.read_message(reader)) is not None:
+                writer.write(frames.encode_frame(self._reply(got[0].type, got[0].body or {})))
+                await writer.drain()
+        finally:
+            writer.close()
+
+    def _reply(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        chain = self.net.chain
+        if kind == "status":
+            return {"ok": True, "height": chain.height}
+        if kind == "block.get":
+            h = body["height"]
+            if not 1 <= h <= chain.height:
+                return {"ok": False, "code": "NOT_FOUND", "message": f"no block {h}"}
+            store = chain.store
+            return {
+                "ok": True,
+                "block": store.block(h),
+                "certificate": store.certificate(h),
+                "receipts": store.receipts(h),
+            }
+        if kind == "state.get":
+            st = chain.state
+            return {
+                "ok": True,
+                "height": st.height,
+                "state_root": st.state_root,
+                "value": st.tree.get(body["key"]),
+                "proof": st.tree.prove(body["key"]).to_bytes(),
+            }
+        if kind == "account.get":
+            raw = chain.state.tree.get(registry_account_key(body["address"]))
+            if raw is None:
+                return {"ok": False, "code": "NOT_FOUND", "message": "no account"}
+            return {"ok": True, "nonce": codec.decode_struct(Account, raw).nonce}
+        if kind == "tx.submit_many":
+            txs = [decode_transaction(raw) for raw in body["txs"]]
+            outcomes = LocalEndpoint(chain).submit(txs)
+            results = [
+                {
+                    "ok": o.ok,
+                    "tx_hash": tx.hash(chain.suite),
+                    "height": o.height,
+                    "code": o.code,
+                    "message": o.message,
+                }
+                for tx, o in zip(txs, outcomes, strict=True)
+            ]
+            return {"ok": True, "results": results}
+        return {"ok": False, "code": "UNKNOWN_REQUEST", "message": kind}
+
+
+def node_home(tmp_path: Path, name: str, net: Net, port: int) -> Path:
+    home = tmp_path / name
+    home.mkdir()
+    (home / "genesis.json").write_text(net.c.genesis.to_json())
+    config = NodeConfig(name, "csrc", "observer", "127.0.0.1", port, port, ())
+    (home / "config.json").write_text(config.to_json())
+    key = home / "relayer.key"
+    key.write_bytes(encrypt_key_file(net.c.accounts["relayer"], PASSWORD, scrypt_n=1 << 10))
+    return home
+
+
+def test_relay_over_the_client_port_and_the_cli(
+    nets: tuple[Net, Net, Net], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sup, b1, _ = nets
+    b1.empty_blocks(3)
+    ports = [ClientPort(sup), ClientPort(b1)]
+    try:
+        sup_ep = NodeEndpoint("127.0.0.1", ports[0].port, sup.c.genesis.chain_id, sup.c.suite)
+        b1_ep = NodeEndpoint("127.0.0.1", ports[1].port, b1.c.genesis.chain_id, b1.c.suite)
+        r = Relayer(b1_ep, sup_ep, b1.c.accounts["relayer"], sup.c.accounts["relayer"])
+        report = r.run_round()
+        assert report.errors == () and report.anchor_lag_blocks == 0, report
+        args = order_args(
+            "ORD-7",
+            "freeze",
+            chain_id="business-1",
+            freeze_id="F-7",
+            account_id="SA-A",
+            expires_at_ms=FAR,
+        )
+        sup.ok([sup.c.tx("regulator", "orders", "issue_order", args)])
+        b1.empty_blocks(2)
+        # The CLI: one round, one JSON line of metrics, exit 0.
+        monkeypatch.setenv("CONSORTIA_KEY_PASSWORD", PASSWORD)
+        sup_home = node_home(tmp_path, "sup-node", sup, ports[0].port)
+        b1_home = node_home(tmp_path, "b1-node", b1, ports[1].port)
+        argv = [
+            "relay",
+            "--business",
+            str(b1_home),
+            "--supervision",
+            str(sup_home),
+            "--business-key",
+            str(b1_home / "relayer.key"),
+            "--supervision-key",
+            str(sup_home / "relayer.key"),
+            "--once",
+        ]
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 0, result.output
+        line = json.loads(result.stdout.strip().splitlines()[-1])
+        assert line["orders_applied"] == 1 and line["anchor_lag_blocks"] == 0, line
+        assert b1.read(supervision.applied_key("ORD-7")) is not None
+        assert_fully_anchored(sup, b1, b1.chain.height)
+    finally:
+        for p in ports:
+            p.close()
+    # The nodes are gone: the round reports it (exit 1), no traceback.
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert any("no node answers" in e for e in line["errors"]), line
+    # Unusable input: exit 2 with one line.
+    bad = runner.invoke(app, [*argv[:2], str(tmp_path / "nowhere"), *argv[3:]])
+    assert bad.exit_code == 2 and "error: --business" in bad.output, bad.output
+    (tmp_path / "bad.key").write_text("{}")
+    bad = runner.invoke(app, [*argv[:6], str(tmp_path / "bad.key"), *argv[7:]])
+    assert bad.exit_code == 2 and "error: --business-key" in bad.output, bad.output
+
+
+def test_the_business_chain_follows_a_supervision_validator_change(
+    nets: tuple[Net, Net, Net],
+) -> None:
+    sup, b1, _ = nets
+    r = relayer(b1, sup)
+    assert r.run_round().errors == ()
+    newcomer = sup.c.suite.generate_keypair()
+    args = {
+        "action": "add_validator",
+        "name": "sac-v4",
+        "public_key": newcomer.public_key,
+        "power": 10,
+        "reason": "the association runs a fifth validator",
+    }
+    # The association is the supervision chain's only voting member: its proposal decides.
+    sup.ok([sup.c.tx("sac-admin", "governance", "propose", args)])
+    sup.empty_blocks(3)
+    assert len(sup.chain.state.validators.validators) == 5
+    report = r.run_round()
+    assert report.errors == (), report.errors
+    raw = b1.read(supervision.CLIENT_KEY)
+    assert raw is not None
+    client = codec.decode_struct(supervision.SupervisionClient, raw)
+    assert client.height == report.followed_height >= sup.chain.height - 1
+    assert len(client.next_validators.validators) == 5
