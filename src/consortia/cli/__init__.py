@@ -28,6 +28,7 @@ from consortia.execution.genesis import GenesisError
 from consortia.ledger.types import decode_block
 from consortia.node.demo import run_demo
 from consortia.node.demo_network import run_network_demo
+from consortia.node.demo_two_tier import run_two_tier_demo
 from consortia.node.home import init_home, key_password
 from consortia.node.local import DATA_DIR, NodeError, load_genesis
 from consortia.node.network_home import init_network
@@ -191,9 +192,7 @@ def up(
             console.print(line)
         return [(f"relay {b}", partial(spawn_relay, topology, b)) for b in topology.business]
 
-    raise typer.Exit(
-        supervise(home, say=console.print, restart=restart, node_dirs=dirs, then=then)
-    )
+    raise typer.Exit(supervise(home, say=console.print, restart=restart, node_dirs=dirs, then=then))
 
 
 @app.command()
@@ -211,21 +210,29 @@ def demo(
     single_process: bool = typer.Option(
         False, "--single-process", help="Run the chain in this process instead of a network."
     ),
+    one_tier: bool = typer.Option(
+        False, "--one-tier", help="Only the business chain's network (no supervision tier)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Run the demo scenario on a fresh local network and verify it all.
+    """Run the whole story on a fresh two-tier local network and verify it all.
 
-    Starts 4 validators (exchange, two securities firms, a bank) and the regulator's observer as
-    separate processes over mutual TLS; brokers open investor accounts, rules are broken on
-    purpose, the regulator freezes and unfreezes an account, one validator is killed with
-    SIGKILL and the chain goes on, it restarts and catches up; then every node's store is
-    re-verified from genesis and an account is proven against the state root.
-    With --single-process the same scenario runs in-process (4 local validator keys).
+    Starts the supervision chain (4 validators of the regulator and the association, the
+    regulator's observer) and a business chain (4 validators: exchange, two securities firms, a
+    bank; the regulator's observer) as 10 processes over mutual TLS, and the relayer. Brokers
+    open investor accounts; a validator is killed with SIGKILL and the chain goes on; the
+    business story runs (listing, e-CNY issuance and tiered wallets, payments, escrow, DvP,
+    insurance, dividends in e-CNY, a fund order, court freezes); every block is anchored; the
+    regulator orders a freeze on the supervision chain and the business chain applies it with a
+    proof; alerts are raised and one filed; evidence bundles are exported to HOME/evidence and
+    verified offline; every node's store is re-verified from genesis. Exits 0 only if every
+    step succeeded. --one-tier runs the business network alone; --single-process runs the
+    scenario in this process (with a rehearsal clock, so fund orders are confirmed at NAVs).
     """
     say = (lambda _m: None) if as_json else console.print
     with _progress() as progress:
         task = progress.add_task("opening investor accounts", total=investors)
-        runner = run_demo if single_process else run_network_demo
+        runner = run_demo if single_process else run_network_demo if one_tier else run_two_tier_demo
         report = runner(
             home,
             suite_name=suite,

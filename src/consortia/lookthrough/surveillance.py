@@ -277,13 +277,22 @@ def abnormal_volume(tx: TxFacts, view: IndexView, cfg: SurveillanceConfig, day: 
 
 
 def alert_as_report_fields(alert: Alert) -> dict[str, str | int]:
-    """The alert as the fields of a ``regulatory_object`` report for the supervision chain."""
-    return {
+    """The alert as the fields of a ``regulatory_object`` report for the supervision chain
+    (``reports.CATEGORIES``); the report itself names the chain and the anchored height."""
+    subject = "".join(
+        c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in alert.subject
+    )
+    fields: dict[str, str | int] = {
         "rule": alert.rule,
-        "subject": alert.subject,
+        "subject": subject[:64] or "_",
         "detail": alert.detail,
-        "severity": alert.severity,
-        "chain_id": alert.chain_id,
-        "height": alert.height,
-        "tx_hash": alert.tx_hash,
+        "severity": _REPORT_SEVERITY[alert.severity],
+        "alert_id": f"{alert.rule}-{alert.height}-{alert.tx_hash[:16]}"[:64],
     }
+    if alert.tx_hash:
+        fields["tx_hash"] = alert.tx_hash
+    return fields
+
+
+# Alert severities as the report schema spells them.
+_REPORT_SEVERITY = {"info": "low", "medium": "medium", "high": "high"}

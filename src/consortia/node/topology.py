@@ -30,6 +30,7 @@ from consortia.execution.consortium import (
     SUPERVISION_ACCOUNTS,
     SUPERVISION_ORGS,
     SUPERVISION_VALIDATORS,
+    AccountSpec,
 )
 from consortia.execution.genesis import Genesis
 from consortia.modules import anchoring, supervision
@@ -72,6 +73,12 @@ class Topology:
             raise NodeError(f"{path} is malformed: {exc}") from exc
 
 
+def supervision_relayer(business: str) -> str:
+    """The supervision-chain account of ``business``'s relayer: one per business chain, since
+    relayers sharing one account race for its nonces (NONCE_TAKEN) and starve each other."""
+    return f"relayer-{business}"
+
+
 def is_two_tier(home: Path) -> bool:
     return (home / TOPOLOGY_FILE).is_file()
 
@@ -93,6 +100,8 @@ def init_two_tier(
     if (home / TOPOLOGY_FILE).exists():
         raise NodeError(f"{home / TOPOLOGY_FILE} already exists; choose another --home")
     password = password if password is not None else key_password()
+    names = tuple(f"business-{n}" for n in range(1, business_chains + 1))
+    relayers = tuple(AccountSpec(supervision_relayer(n), "csrc", ("relayer",)) for n in names)
     init_network(
         home / SUPERVISION_DIR,
         validators=validators,
@@ -104,11 +113,10 @@ def init_two_tier(
         scrypt_n=scrypt_n,
         tier="supervision",
         orgs=SUPERVISION_ORGS,
-        accounts=SUPERVISION_ACCOUNTS,
+        accounts=(*SUPERVISION_ACCOUNTS, *relayers),
         validator_orgs=SUPERVISION_VALIDATORS,
         observer_org="csrc",
     )
-    names = tuple(f"business-{n}" for n in range(1, business_chains + 1))
     for n, name in enumerate(names, start=1):
         init_network(
             home / name,
@@ -184,6 +192,9 @@ def spawn_relay(
     to ``DIR/relay-<business>.log``."""
     biz_home = topology.chain_home(business)
     sup_home = topology.chain_home(topology.supervision)
+    sup_key = sup_home / ACCOUNTS_DIR / f"{supervision_relayer(business)}.key"
+    if not sup_key.is_file():  # a home laid out before relayers had an account each
+        sup_key = sup_home / ACCOUNTS_DIR / "relayer.key"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if password is not None:
         env["CONSORTIA_KEY_PASSWORD"] = password
@@ -201,7 +212,7 @@ def spawn_relay(
                 "--business-key",
                 str(biz_home / ACCOUNTS_DIR / "relayer.key"),
                 "--supervision-key",
-                str(sup_home / ACCOUNTS_DIR / "relayer.key"),
+                str(sup_key),
                 "--interval-ms",
                 str(interval_ms),
             ],
