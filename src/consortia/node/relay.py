@@ -609,7 +609,9 @@ class Relayer:
                     if business_height > 0
                     else chain.genesis_time_ms
                 )
-                lag_ms = max(0, head_time - chain.time_ms)
+                # Until a block is anchored there is no anchored time to compare with (block 1
+                # carries the genesis time, which may be long past): report -1, "not yet".
+                lag_ms = max(0, head_time - chain.time_ms) if chain.height > 0 else -1
             sup_height = self.supervision.head_height()
             client = self.supervision_client()
             followed = -1 if client is None else client.height
