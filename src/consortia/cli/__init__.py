@@ -247,6 +247,7 @@ def demo(
             "chain_id": report.chain_id,
             "blocks": report.blocks,
             "checks": [{"name": n, "ok": ok, "detail": d} for n, ok, d in report.checks],
+            "evidence": [{"bundle": path, "proves": lines} for path, lines in report.evidence],
             "ok": report.ok,
         }
         console.print_json(json.dumps(out))
@@ -266,6 +267,16 @@ def demo(
                 f"{b['signers']}/4" if b["signers"] else "-",
             )
         console.print(table)
+        for path, lines in report.evidence:
+            console.print(f"[bold]evidence verified offline[/] — {path}")
+            for line in lines:
+                console.print(f"  {line}")
+        if report.evidence:
+            console.print(
+                "check any bundle yourself: consortia evidence verify BUNDLE "
+                f"--genesis {home}/business-1/genesis.json "
+                f"--genesis {home}/supervision/genesis.json"
+            )
         console.print("[bold green]demo OK[/]" if report.ok else "[bold red]demo FAILED[/]")
     if not report.ok:
         raise typer.Exit(1)

@@ -42,6 +42,8 @@ class DemoReport:
     blocks: list[dict[str, Any]] = field(default_factory=list)
     checks: list[tuple[str, bool, str]] = field(default_factory=list)
     verdict: ChainVerdict | None = None
+    # Evidence bundles written and verified offline: path and what each proves.
+    evidence: list[tuple[str, list[str]]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -258,7 +258,7 @@ def run_two_tier_demo(
                 b["hash"] = raw_hash.hex()
                 b["signers"] = len(decode_certificate(raw_cert).signatures)
     if story is not None:
-        _evidence(home, biz, sup, story, anchored, check, say)
+        report.evidence = _evidence(home, biz, sup, story, anchored, check, say)
     verdicts = {
         f"{chain.home.name}/{n}": verify_chain(h)
         for chain in (sup, biz)
@@ -390,9 +390,10 @@ def _evidence(
     anchored: int,
     check: Callable[[str, bool, str], None],
     say: Say,
-) -> None:
+) -> list[tuple[str, list[str]]]:
     """Export bundles from the regulator's stores and verify them offline (the holding as of
-    the last height the supervision chain had anchored when the network stopped)."""
+    the last height the supervision chain had anchored when the network stopped); returns each
+    verified bundle's path and what it proves."""
     out = home / EVIDENCE_DIR
     out.mkdir(parents=True, exist_ok=True)
     biz_node, sup_node = observer_node(biz.home), observer_node(sup.home)
@@ -408,7 +409,8 @@ def _evidence(
         )
     except (ExportError, EvidenceError, StorageError, OSError) as exc:
         check("evidence bundles exported", False, f"{type(exc).__name__}: {exc}")
-        return
+        return []
+    verified: list[tuple[str, list[str]]] = []
     for label, text in bundles.items():
         (out / f"{label}.json").write_text(text)
         try:
@@ -421,8 +423,7 @@ def _evidence(
             True,
             f"{len(text):,} bytes, checked against the two genesis files only",
         )
-        for line in proven.lines():
-            say(f"    {line}")
+        verified.append((str(out / f"{label}.json"), proven.lines()))
     text = bundles.get("payment") or next(iter(bundles.values()))
     middle = len(text) // 2
     flipped = text[:middle] + chr(ord(text[middle]) ^ 1) + text[middle + 1 :]
@@ -437,3 +438,4 @@ def _evidence(
         check("a bundle against the wrong genesis is refused", False, "verified!")
     except EvidenceError as exc:
         check("a bundle against the wrong genesis is refused", True, type(exc).__name__)
+    return verified
