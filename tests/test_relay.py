@@ -2,7 +2,8 @@
 
 Every committed business block gets anchored; an order issued on the supervision chain is
 applied on the chain it names only; a relayer dropped mid-way and replaced by a fresh one leaves
-no gap and anchors nothing twice.
+no gap and anchors nothing twice. Reports derived from the business events are filed bound to
+their anchored blocks, each once, also across a restart in the middle of reporting.
 """
 
 from __future__ import annotations
@@ -22,8 +23,15 @@ from typer.testing import CliRunner
 from consortia import codec
 from consortia.cli import app
 from consortia.crypto import encrypt_key_file
-from consortia.ledger.types import ReceiptList, Transaction, TxStatus, decode_transaction
-from consortia.modules import anchoring, supervision
+from consortia.ledger.types import (
+    Event,
+    Receipt,
+    ReceiptList,
+    Transaction,
+    TxStatus,
+    decode_transaction,
+)
+from consortia.modules import anchoring, reports, supervision
 from consortia.modules.enforcement import Freeze, freeze_key
 from consortia.modules.investors import SecuritiesAccount, account_key
 from consortia.modules.registry import Account
@@ -37,10 +45,16 @@ from consortia.node.relay import (
     RelayConfig,
     Relayer,
     RelayError,
+    ReportCandidate,
     TxOutcome,
+    report_candidates,
+    report_id,
 )
 from tests.chainkit import make_consortium
-from tests.test_investors import open_account_tx, open_investor_tx, register
+from tests.test_funds import MON, TUE, at, confirm_tx, fund_world, hm, nav_tx, red_tx, sub_tx
+from tests.test_investors import commit_ok, open_account_tx, open_investor_tx, register
+from tests.test_securities import apply_args, issue_tx, transfer_tx
+from tests.test_settlement import dvp_world, instruct_tx
 from tests.test_supervision import FAR, order_args, trust_args
 from tests.tierkit import TierConsortium, make_supervision, register_chain_args
 
@@ -447,3 +461,299 @@ def test_the_business_chain_follows_a_supervision_validator_change(
     client = codec.decode_struct(supervision.SupervisionClient, raw)
     assert client.height == report.followed_height >= sup.chain.height - 1
     assert len(client.next_validators.validators) == 5
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports derived from business events
+
+
+def checked(candidates: list[ReportCandidate]) -> list[ReportCandidate]:
+    """Every candidate passes the reports module's schema check (as submit_report runs it)."""
+    for c in candidates:
+        reports.check_report_fields(c.category, c.fields)
+        assert len(c.report_id) <= reports.MAX_ID
+    return candidates
+
+
+def by_category(candidates: list[ReportCandidate], category: str) -> list[dict[str, Any]]:
+    return [c.fields for c in candidates if c.category == category]
+
+
+def test_transfer_disclosure_registration_and_account_mappings() -> None:
+    # The securities world (Driver): accounts opened, EQ1 issued, a transfer crossing 5%.
+    c, d = dvp_world()
+    p = commit_ok(d, [transfer_tx(c, "EQ1", "SA-A", "SA-B", 50)])
+    found, skipped = report_candidates("business-1", 7, p.receipts)
+    assert skipped == 0
+    tx_hash = p.receipts[0].tx_hash.hex()
+    assert by_category(checked(found), "transfer") == [
+        {
+            "code": "EQ1",
+            "from_account": "SA-A",
+            "to_account": "SA-B",
+            "amount": 50,
+            "tx_hash": tx_hash,
+        }
+    ]
+    assert by_category(found, "disclosure") == [
+        {
+            "code": "EQ1",
+            "holder": "INV-A",
+            "holding": 950,
+            "step_pct": 100,
+            "direction": "down",
+            "tx_hash": tx_hash,
+        },
+        {
+            "code": "EQ1",
+            "holder": "INV-B",
+            "holding": 50,
+            "step_pct": 5,
+            "direction": "up",
+            "tx_hash": tx_hash,
+        },
+    ]
+    # The ids: chain, height, transaction index, event index (transferred, disclosure ×2).
+    assert [x.report_id for x in found] == [f"business-1-7-0-{i}" for i in range(3)]
+    p = commit_ok(d, [issue_tx(c, "EQ1", "SA-C", 10)])
+    found, _ = report_candidates("business-1", 8, p.receipts)
+    assert by_category(checked(found), "registration") == [
+        {
+            "code": "EQ1",
+            "account_id": "SA-C",
+            "action": "issue",
+            "amount": 10,
+            "tx_hash": p.receipts[0].tx_hash.hex(),
+        }
+    ]
+    p = commit_ok(
+        d,
+        [
+            open_account_tx(c, "broker-a-admin", "SA-A2", "INV-A"),
+            c.tx("broker-a-admin", "investors", "close_account", {"account_id": "SA-A2"}),
+        ],
+    )
+    found, _ = report_candidates("business-1", 9, p.receipts)
+    assert by_category(checked(found), "account") == [
+        {"account_id": "SA-A2", "entity_id": "INV-A", "account_type": "securities", "status": s}
+        for s in ("open", "closed")
+    ]
+
+
+def test_dvp_cash_leg_mapping() -> None:
+    c, d = dvp_world()
+    commit_ok(d, [instruct_tx(c, "broker-a-admin", "T1", "deliver", shares=10)])
+    p = commit_ok(d, [instruct_tx(c, "inv-b", "T1", "receive", shares=10)])
+    found, skipped = report_candidates("business-1", 9, p.receipts)
+    assert skipped == 0
+    tx_hash = p.receipts[0].tx_hash.hex()
+    # The share leg (securities/transferred) and the cash leg (settlement/dvp_settled).
+    assert by_category(checked(found), "transfer") == [
+        {
+            "code": "EQ1",
+            "from_account": "SA-A",
+            "to_account": "SA-B",
+            "amount": 10,
+            "tx_hash": tx_hash,
+            "memo": "DvP T1",
+        },
+        {
+            "code": "e-CNY",
+            "from_account": "W-B",
+            "to_account": "W-A",
+            "amount": 2_500,
+            "tx_hash": tx_hash,
+            "memo": "DvP T1 cash leg",
+        },
+    ]
+
+
+def test_fund_settlement_mapping() -> None:
+    c, d = fund_world()
+    at(d, hm(MON, 10), [sub_tx(c, "inv-a", "S1", 1_000_000)])
+    at(d, hm(MON, 16), [nav_tx(c, MON, 10_000), confirm_tx(c, MON, ["S1"])])
+    at(d, hm(TUE, 10), [red_tx(c, "inv-a", "R1", 100_000), sub_tx(c, "inv-b", "S2", 500_000)])
+    p = at(d, hm(TUE, 16), [nav_tx(c, TUE, 10_100), confirm_tx(c, TUE, ["R1", "S2"])])
+    found, skipped = report_candidates("business-1", 12, p.receipts)
+    assert skipped == 0
+    redeemed = [e.attributes for e in p.receipts[1].events if e.kind == "redemption_confirmed"]
+    assert by_category(checked(found), "fund_settlement") == [
+        {
+            "fund_code": "HF1",
+            "trading_day": TUE,
+            "subscriptions_fen": 500_000,
+            "redemptions_fen": redeemed[0]["gross_fen"],
+            "nav": 10_100,
+        }
+    ]
+    assert redeemed[0]["gross_fen"] == 101_000  # 100,000 units (1,000 shares) at ¥1.01
+    # The units created for S2 are an issuance.
+    assert [f["account_id"] for f in by_category(found, "registration")] == ["SA-B"]
+
+
+def test_an_event_that_makes_no_valid_report_is_skipped_and_counted() -> None:
+    def receipt(*events: Event, status: TxStatus = TxStatus.OK) -> Receipt:
+        return Receipt(b"\x11" * 32, status, "", "", events)
+
+    good = {"code": "EQ1", "from_account": "SA-A", "to_account": "SA-B", "amount": 1, "memo": ""}
+    bad_id = dict(good, to_account="SA B")  # not an id
+    found, skipped = report_candidates(
+        "business-1",
+        3,
+        [
+            receipt(
+                Event("securities", "transferred", bad_id),
+                Event("securities", "transferred", {"code": "EQ1"}),  # attributes missing
+                Event("securities", "transferred", good),
+                Event("securities", "security_approved", {"code": "EQ1", "reason": "ok"}),
+            ),
+            receipt(Event("securities", "transferred", good), status=TxStatus.FAILED),
+        ],
+    )
+    assert skipped == 2
+    assert [x.report_id for x in checked(found)] == ["business-1-3-0-2"]
+    assert "memo" not in found[0].fields  # an empty memo is left out
+    long_chain = "c" * 64
+    rid = report_id(long_chain, 10**12, 999, 999)
+    assert len(rid) <= reports.MAX_ID and rid == report_id(long_chain, 10**12, 999, 999)
+
+
+def securities_on(b: Net) -> None:
+    """Issuer X lists EQ1 on ``b``; INV-B opens SA-B; 1000 EQ1 issued to SA-A."""
+    c = b.c
+    org = {"org_id": "issuer-x", "name": "Org issuer-x", "kind": "issuer"}
+    b.ok([c.tx("exchange-admin", "registry", "register_org", org)])
+    b.ok(
+        [
+            register(c, "issuer", "issuer-x", ("issuer",)),
+            register(c, "inv-b", "broker-b", ("investor",)),
+        ]
+    )
+    b.ok(
+        [
+            open_investor_tx(c, "broker-b-admin", "INV-B", "inv-b"),
+            open_account_tx(c, "broker-b-admin", "SA-B", "INV-B"),
+            c.tx("issuer", "securities", "apply", apply_args("EQ1")),
+        ]
+    )
+    b.ok([c.tx("exchange-admin", "securities", "approve", {"code": "EQ1", "reason": "ok"})])
+    b.ok([issue_tx(c, "EQ1", "SA-A", 1000)])
+
+
+def events_of(b: Net, kinds: tuple[str, ...]) -> list[tuple[str, int, str, dict[str, Any]]]:
+    """(expected report id, height, kind, attributes) of every ``kinds`` event on ``b``."""
+    out = []
+    chain_id = b.chain.genesis.chain_id
+    for h in range(1, b.chain.height + 1):
+        raw = b.chain.store.receipts(h)
+        assert raw is not None
+        for i, r in enumerate(codec.decode_struct(ReceiptList, raw).receipts):
+            for j, ev in enumerate(r.events):
+                if ev.kind in kinds and r.status == TxStatus.OK:
+                    out.append((f"{chain_id}-{h}-{i}-{j}", h, ev.kind, ev.attributes))
+    return out
+
+
+def filed_reports(sup: Net) -> tuple[list[tuple[str, str, int]], int]:
+    """(report id, chain id, height) of every ``report_submitted`` on the supervision chain, and
+    how many submit_report transactions failed."""
+    filed, failed = [], 0
+    for h in range(1, sup.chain.height + 1):
+        raw = sup.chain.store.receipts(h)
+        assert raw is not None
+        for r in codec.decode_struct(ReceiptList, raw).receipts:
+            failed += r.status != TxStatus.OK and r.code.startswith(("REPORT", "NOT_ANCH"))
+            for ev in r.events:
+                if ev.kind == "report_submitted":
+                    a = ev.attributes
+                    filed.append((a["report_id"], a["chain_id"], a["height"]))
+    return filed, failed
+
+
+def report_record(sup: Net, rid: str) -> reports.Report:
+    raw = sup.read(reports.report_key(rid))
+    assert raw is not None, rid
+    return codec.decode_struct(reports.Report, raw)
+
+
+def test_relay_files_reports_bound_to_anchored_blocks_once(nets: tuple[Net, Net, Net]) -> None:
+    sup, b1, b2 = nets
+    securities_on(b1)
+    for amount in (10, 39, 1, 5):  # INV-B reaches 5% with the third transfer
+        b1.ok([transfer_tx(b1.c, "EQ1", "SA-A", "SA-B", amount)])
+    r1, r2 = relayer(b1, sup, reports_per_submit=3), relayer(b2, sup)
+    for r in (r1, r2):
+        report = r.run_round()
+        assert report.errors == (), report.errors
+        assert report.reports_skipped == 0 and report.reports_filed == report.reports_total > 0
+        assert report.reported_height == report.anchored_height
+    transfers = events_of(b1, ("transferred",))
+    disclosures = events_of(b1, ("disclosure",))
+    assert len(transfers) == 4
+    assert ("INV-B", "up", 5) in [
+        (a["investor_id"], a["direction"], a["threshold_pct"]) for _, _, _, a in disclosures
+    ]
+    for rid, h, _, a in transfers + disclosures:
+        rep = report_record(sup, rid)
+        assert (rep.chain_id, rep.height) == ("business-1", h)
+        assert rep.block_hash == b1.chain.store.block_hash(h)  # the anchored block
+        assert rep.fields["code"] == a["code"]
+        if rep.category == "transfer":
+            assert (rep.fields["to_account"], rep.fields["amount"]) == ("SA-B", a["amount"])
+        else:
+            assert rep.category == "disclosure"
+            assert (rep.fields["holder"], rep.fields["step_pct"]) == (
+                a["investor_id"],
+                a["threshold_pct"],
+            )
+    filed, failed = filed_reports(sup)
+    categories = {report_record(sup, rid).category for rid, _, _ in filed}
+    assert categories == {"account", "registration", "transfer", "disclosure"}
+    # business-2 had no securities activity: its only report is the account opened on it.
+    b2_reports = [report_record(sup, rid) for rid, chain, _ in filed if chain == "business-2"]
+    assert [(x.category, x.fields["account_id"]) for x in b2_reports] == [("account", "SA-A")]
+    assert failed == 0 and len(filed) == len({rid for rid, _, _ in filed})
+
+    # More activity; the same relayer files only the new reports; fresh relayers file nothing.
+    b1.ok([transfer_tx(b1.c, "EQ1", "SA-B", "SA-A", 6)])  # INV-B falls below 5% (55 → 49)
+    report = r1.run_round()
+    # The transfer; disclosures: INV-B down through 5%, INV-A (94.5% → 95.1%) up through 95%.
+    assert report.errors == () and report.reports_filed == 3
+    for _ in range(2):
+        for b in (b1, b2):
+            report = relayer(b, sup).run_round()
+            assert report.errors == () and report.reports_filed == 0, report
+            assert report.reported_height == report.anchored_height
+    filed_after, failed = filed_reports(sup)
+    assert failed == 0 and filed_after[: len(filed)] == filed
+    assert len(filed_after) == len(filed) + 3 == len({rid for rid, _, _ in filed_after})
+
+
+def test_a_relayer_dying_while_reporting_is_replaced_without_gaps_or_duplicates(
+    nets: tuple[Net, Net, Net],
+) -> None:
+    sup, b1, _ = nets
+    securities_on(b1)
+    b1.ok([transfer_tx(b1.c, "EQ1", "SA-A", "SA-B", n) for n in (10, 20, 30)])
+    b1.ok([transfer_tx(b1.c, "EQ1", "SA-A", "SA-B", n) for n in (40, 50)])
+    expected = {rid for rid, *_ in events_of(b1, ("transferred", "disclosure", "issued"))}
+    # The supervision node goes away after the anchoring and two report submissions.
+    dying = Relayer(
+        b1.ep,
+        FailingAfter(sup.ep, allowed=3),  # type: ignore[arg-type]
+        b1.c.accounts["relayer"],
+        sup.c.accounts["relayer"],
+        RelayConfig(reports_per_submit=2),
+    )
+    report = dying.run_round()
+    assert report.reports_filed == 4 and report.errors and "unreachable" in report.errors[0]
+    assert report.anchored_height == report.business_height  # anchoring was not held up
+    assert 0 < report.reported_height < report.anchored_height
+    filed, _ = filed_reports(sup)
+    assert len(filed) == 4
+    report = relayer(b1, sup).run_round()
+    assert report.errors == () and report.reported_height == report.anchored_height
+    filed, failed = filed_reports(sup)
+    ids = [rid for rid, _, _ in filed if rid.startswith("business-1-")]
+    assert failed == 0 and len(ids) == len(set(ids))
+    assert expected <= set(ids)

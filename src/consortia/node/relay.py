@@ -13,8 +13,13 @@ Each round it:
    ``AnchoredChain.height`` (read there, so the relayer keeps no state of its own: it is
    idempotent, restart-safe and catches up after downtime without gaps) in
    ``anchoring.anchor`` batches;
-4. reports metrics (``RoundReport``): anchoring lag in blocks and in milliseconds (business head
-   time − last anchored header time), heights, orders applied, errors.
+4. **files reports**: for the business blocks anchored so far and not yet reported, it derives
+   standardized reports (``reports`` module, JR/T 0315-2024 categories) from the committed
+   receipts' events (``report_candidates``, see there for the mapping) and submits them in
+   batches of ``reports.submit_report`` transactions; each report id is deterministic
+   (``report_id``), so a re-submission gets REPORT_EXISTS, which counts as done;
+5. reports metrics (``RoundReport``): anchoring lag in blocks and in milliseconds (business head
+   time − last anchored header time), heights, orders applied, reports filed, errors.
 
 It is written against ``Endpoint`` (submit signed transactions and wait for their receipts, a
 committed block with certificate and receipts, ``state.get``, the head height, an account's
@@ -25,6 +30,7 @@ with role ``relayer`` on each.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -49,7 +55,7 @@ from consortia.ledger.types import (
     decode_certificate,
     sign_transaction,
 )
-from consortia.modules import anchoring, orders, supervision
+from consortia.modules import anchoring, orders, reports, supervision
 from consortia.modules.registry import Account, account_key
 from consortia.node.client import NodeUnreachableError
 from consortia.node.client import call as client_call
@@ -310,6 +316,220 @@ class NodeEndpoint:
 
 
 # ---------------------------------------------------------------------------------------------
+# Reports: business events -> standardized reports
+
+
+ECNY_CODE = "e-CNY"
+# Codes by which ``submit_report`` refuses a report for its content: skipped, not retried.
+_REPORT_CONTENT_CODES = (
+    reports.ReportSchemaViolationError.code,
+    "INVALID_ARGUMENT",
+)  # the asset code of the cash leg of a DvP in a ``transfer`` report
+
+
+@dataclass(frozen=True)
+class ReportCandidate:
+    """A report derived from a committed business event: ``submit_report``'s arguments."""
+
+    report_id: str
+    chain_id: str
+    height: int
+    category: str
+    fields: dict[str, reports.FieldValue]
+
+
+def report_id(chain_id: str, height: int, tx_index: int, event_index: int) -> str:
+    """The deterministic id of the report about event ``event_index`` of transaction
+    ``tx_index`` of block ``height``: ``<chain>-<height>-<tx>-<event>``; when that would exceed
+    the id limit, ``<chain>`` is replaced by ``r`` + 24 hex digits of its SHA-256."""
+    rid = f"{chain_id}-{height}-{tx_index}-{event_index}"
+    if len(rid) <= reports.MAX_ID:
+        return rid
+    digest = hashlib.sha256(chain_id.encode()).hexdigest()[:24]
+    return f"r{digest}-{height}-{tx_index}-{event_index}"
+
+
+def _report_id_prefix(chain_id: str) -> tuple[str, str]:
+    """The two prefixes ``report_id`` may give ``chain_id``'s reports."""
+    return f"{chain_id}-", f"r{hashlib.sha256(chain_id.encode()).hexdigest()[:24]}-"
+
+
+def _memo(value: Any) -> dict[str, reports.FieldValue]:
+    """The optional ``memo`` field, when ``value`` is text the schema takes (else none)."""
+    ok = isinstance(value, str) and bool(value.strip()) and len(value) <= reports.MAX_TEXT
+    return {"memo": value} if ok and value.isprintable() else {}
+
+
+def _map_event(
+    module: str, kind: str, a: dict[str, Any], tx_hash: str
+) -> tuple[str, dict[str, reports.FieldValue]] | None:
+    """The report (category, fields) of one event, None for a kind that is not reported.
+    Raises ``KeyError`` / ``TypeError`` when the event lacks what its kind should carry."""
+    if module == "securities" and kind == "transferred":
+        return "transfer", {
+            "code": a["code"],
+            "from_account": a["from_account"],
+            "to_account": a["to_account"],
+            "amount": a["amount"],
+            "tx_hash": tx_hash,
+            **_memo(a.get("memo")),
+        }
+    if module == "settlement" and kind == "dvp_settled":
+        # The share leg is the ``securities/transferred`` event of the same transaction (memo
+        # "DvP <trade>"); this is the cash leg, between the settlement wallets.
+        return "transfer", {
+            "code": ECNY_CODE,
+            "from_account": a["payer_wallet"],
+            "to_account": a["payee_wallet"],
+            "amount": a["amount_fen"],
+            "tx_hash": tx_hash,
+            **_memo(f"DvP {a['trade_id']} cash leg"),
+        }
+    if module == "securities" and kind == "disclosure":
+        return "disclosure", {
+            "code": a["code"],
+            "holder": a["investor_id"],
+            "holding": a["holding"],
+            "step_pct": a["threshold_pct"],
+            "direction": a["direction"],
+            "tx_hash": tx_hash,
+        }
+    if module == "securities" and kind == "issued":
+        return "registration", {
+            "code": a["code"],
+            "account_id": a["account_id"],
+            "action": "issue",
+            "amount": a["amount"],
+            "tx_hash": tx_hash,
+        }
+    if module == "investors" and kind in ("account_opened", "account_closed"):
+        return "account", {
+            "account_id": a["account_id"],
+            "entity_id": a["investor_id"],
+            "account_type": "securities",
+            "status": "open" if kind == "account_opened" else "closed",
+        }
+    return None
+
+
+FUND_CONFIRMATIONS = ("subscription_confirmed", "redemption_confirmed")
+
+
+def _fund_settlement(events: list[tuple[str, dict[str, Any]]]) -> dict[str, reports.FieldValue]:
+    """One ``fund_settlement`` report of a ``funds.confirm`` transaction's confirmations (one
+    fund, one trading day, one NAV)."""
+    first = events[0][1]
+    key = (first["code"], first["trading_day"], first["nav"])
+    subscriptions = redemptions = 0
+    for kind, a in events:
+        if (a["code"], a["trading_day"], a["nav"]) != key:
+            raise ValueError("confirmations of several funds, days or NAVs in one transaction")
+        amount = a["amount_fen"] if kind == "subscription_confirmed" else a["gross_fen"]
+        if not isinstance(amount, int):
+            raise TypeError(f"{kind}: the amount is not an integer")
+        if kind == "subscription_confirmed":
+            subscriptions += amount
+        else:
+            redemptions += amount
+    return {
+        "fund_code": first["code"],
+        "trading_day": first["trading_day"],
+        "subscriptions_fen": subscriptions,
+        "redemptions_fen": redemptions,
+        "nav": first["nav"],
+    }
+
+
+def report_candidates(
+    chain_id: str, height: int, receipts: Sequence[Receipt]
+) -> tuple[list[ReportCandidate], int]:
+    """The reports of business block ``height`` (from its receipts), and how many events of a
+    reported kind made no valid report (skipped: never submitted).
+
+    Mapping (event → category; every report checked with ``reports.check_report_fields``):
+
+    - ``securities/transferred`` → ``transfer`` (code, from/to account, amount, tx_hash, memo
+      when not empty); this includes the share leg of a DvP (memo ``DvP <trade>``);
+    - ``settlement/dvp_settled`` → ``transfer`` of the cash leg: code ``e-CNY``, payer → payee
+      settlement wallet, amount_fen, tx_hash, memo ``DvP <trade> cash leg``;
+    - ``securities/disclosure`` → ``disclosure`` (code, holder = investor id, holding,
+      step_pct = the threshold crossed, direction, tx_hash);
+    - ``securities/issued`` → ``registration`` (action ``issue``: issuance and fund units created
+      by a subscription);
+    - ``investors/account_opened`` / ``account_closed`` → ``account`` (securities account of the
+      investor id, status open / closed);
+    - the ``funds/subscription_confirmed`` and ``redemption_confirmed`` events of one
+      ``funds.confirm`` transaction → one ``fund_settlement`` (fund, trading day, NAV, sum of
+      the confirmed subscriptions' amount_fen, sum of the redemptions' gross_fen): a trading day
+      confirmed in several batches has a report per batch. Refunded / failed orders count in
+      neither sum.
+
+    Not mapped (no category fits without inventing fields): ``security_applied`` /
+    ``security_approved`` (``product`` needs a name and a product type the events lack),
+    ``holdings_mapped`` (no per-account amounts), ``cancelled`` (no registration action for it),
+    ``investor_opened`` (``entity`` needs a name; identities are sealed).
+
+    The report id is ``report_id(chain_id, height, tx index, event index)``; a fund settlement
+    takes the index of the transaction's first confirmation event."""
+    out: list[ReportCandidate] = []
+    skipped = 0
+
+    def add(tx_i: int, ev_i: int, category: str, fields: dict[str, reports.FieldValue]) -> None:
+        nonlocal skipped
+        try:
+            reports.check_report_fields(category, fields)
+        except reports.ReportSchemaViolationError as exc:
+            skipped += 1
+            log.warning(
+                "%s block %d tx %d event %d: no report: %s", chain_id, height, tx_i, ev_i, exc
+            )
+            return
+        out.append(
+            ReportCandidate(
+                report_id(chain_id, height, tx_i, ev_i), chain_id, height, category, fields
+            )
+        )
+
+    for tx_i, receipt in enumerate(receipts):
+        if receipt.status != TxStatus.OK:
+            continue
+        tx_hash = receipt.tx_hash.hex()
+        confirmations: list[tuple[int, str, dict[str, Any]]] = []
+        for ev_i, ev in enumerate(receipt.events):
+            if ev.module == "funds" and ev.kind in FUND_CONFIRMATIONS:
+                confirmations.append((ev_i, ev.kind, ev.attributes))
+                continue
+            try:
+                mapped = _map_event(ev.module, ev.kind, ev.attributes, tx_hash)
+            except (KeyError, TypeError, ValueError) as exc:
+                skipped += 1
+                log.warning(
+                    "%s block %d tx %d event %d (%s/%s): no report: %r",
+                    chain_id,
+                    height,
+                    tx_i,
+                    ev_i,
+                    ev.module,
+                    ev.kind,
+                    exc,
+                )
+                continue
+            if mapped is not None:
+                add(tx_i, ev_i, *mapped)
+        if confirmations:
+            try:
+                fields = _fund_settlement([(k, a) for _, k, a in confirmations])
+            except (KeyError, TypeError, ValueError) as exc:
+                skipped += 1
+                log.warning(
+                    "%s block %d tx %d: no fund settlement report: %r", chain_id, height, tx_i, exc
+                )
+                continue
+            add(tx_i, confirmations[0][0], "fund_settlement", fields)
+    return out, skipped
+
+
+# ---------------------------------------------------------------------------------------------
 # The relayer
 
 
@@ -336,6 +556,8 @@ class RelayConfig:
     max_txs_per_round: int = 8  # header batches submitted per step and round
     max_scan_blocks: int = 1000  # supervision blocks scanned for orders per round
     retry_rounds: int = 5  # an order whose application failed is retried this many rounds later
+    max_report_blocks: int = 256  # anchored business blocks turned into reports per round
+    reports_per_submit: int = 32  # submit_report transactions per submission
 
 
 @dataclass(frozen=True)
@@ -356,6 +578,10 @@ class RoundReport:
     orders_applied: int  # this round
     orders_applied_total: int  # since this relayer started
     orders_pending: int
+    reports_filed: int = 0  # reports filed this round
+    reports_total: int = 0  # reports filed since this relayer started
+    reports_skipped: int = 0  # this round: events of a mapped kind that made no valid report
+    reported_height: int = -1  # business blocks 1..this have had their reports filed
     errors: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
@@ -369,6 +595,8 @@ class _Progress:
     anchored: int = 0
     followed: int = 0
     applied: int = 0
+    filed: int = 0
+    skipped: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -395,6 +623,14 @@ class Relayer:
         self._scan_next = 1  # the next supervision height to scan for orders
         self._pending: dict[str, int] = {}  # order id -> supervision height that issued it
         self._failed: dict[str, int] = {}  # order id -> round of its last failed application
+        self.reports_total = 0
+        # Reports resume point (see ``reports_step``): the next business height to report, set
+        # once the supervision scan has caught up; the highest business height the scan saw a
+        # report of ours (``report_id`` scheme) about.
+        self._report_next: int | None = None
+        self._reported_seen = 0
+        self._scan_caught_up = False
+        self._report_prefixes = _report_id_prefix(business.chain_id)
 
     # -- signing ---------------------------------------------------------------------------
 
@@ -522,14 +758,25 @@ class Relayer:
                     continue
                 for ev in receipt.events:
                     attrs = ev.attributes
+                    if attrs.get("chain_id") != self.business.chain_id:
+                        continue
                     if (
                         ev.module == orders.NAME
                         and ev.kind == "order_issued"
-                        and attrs.get("chain_id") == self.business.chain_id
                         and isinstance(attrs.get("order_id"), str)
                     ):
                         self._pending.setdefault(attrs["order_id"], height)
+                    elif (
+                        ev.module == reports.NAME
+                        and ev.kind == "report_submitted"
+                        and isinstance(attrs.get("report_id"), str)
+                        and attrs["report_id"].startswith(self._report_prefixes)
+                        and isinstance(attrs.get("height"), int)
+                    ):
+                        self._reported_seen = max(self._reported_seen, attrs["height"])
         self._scan_next = max(self._scan_next, end + 1)
+        if end >= head:
+            self._scan_caught_up = True
 
     def orders_step(self, progress: _Progress) -> None:
         self._scan_orders()
@@ -574,6 +821,94 @@ class Relayer:
                     f"order {order_id!r} not applied: {outcome.code}: {outcome.message}"
                 )
 
+    def reports_step(self, progress: _Progress) -> None:
+        """File the reports of the anchored business blocks from the resume point on.
+
+        Resume point, without state of the relayer's own: the relayer's supervision scan (which
+        it does anyway for orders, from block 1 after a start) notes the highest business height
+        any report with an id of ours (``report_id``) is about. Reports are filed in (height,
+        transaction, event) order, a failure stopping the round, so every report below that
+        height is filed or was skipped. Once the scan has reached the supervision head, reporting
+        resumes at that height (1 when there is none: a first start backfills history) and then
+        follows an in-memory cursor. The first block of each round's range may be partly filed
+        (a stop or a crash in the middle of it): its candidates are checked with ``state.get``
+        of ``reports.report_key`` and only the missing ones submitted; a candidate filed anyway
+        (another relayer, a lost reply) comes back REPORT_EXISTS, which counts as done. A
+        report the module refuses for its content (schema, id) is skipped and counted; any other
+        failure (a node unreachable, NOT_ANCHORED, a refused transaction) stops reporting for the
+        round, at that candidate's height, without touching anchoring or orders."""
+        if self._report_next is None:
+            if not self._scan_caught_up:
+                return  # the scan has not found where reporting got to yet
+            self._report_next = max(1, self._reported_seen)
+        chain = self.anchored_chain()
+        if chain is None:
+            return  # anchor_step says why
+        start = self._report_next
+        end = min(chain.height, start + self.config.max_report_blocks - 1)
+        candidates: list[ReportCandidate] = []
+        for height in range(start, end + 1):
+            found, skipped = report_candidates(
+                self.business.chain_id, height, self.business.block(height).receipts
+            )
+            progress.skipped += skipped
+            if height == start:
+                found = [
+                    c
+                    for c in found
+                    if self.supervision.state(reports.report_key(c.report_id)).value is None
+                ]
+            candidates += found
+        next_height = end + 1
+        per = max(1, self.config.reports_per_submit)
+        for i in range(0, len(candidates), per):
+            chunk = candidates[i : i + per]
+            stop = self._submit_reports(chunk, progress)
+            if stop is not None:
+                next_height = stop
+                break
+        self._report_next = max(start, next_height)
+
+    def _submit_reports(self, chunk: list[ReportCandidate], progress: _Progress) -> int | None:
+        """Submit one batch of reports; the height to resume at if reporting must stop."""
+        calls = [
+            (
+                reports.NAME,
+                "submit_report",
+                {
+                    "report_id": c.report_id,
+                    "chain_id": c.chain_id,
+                    "height": c.height,
+                    "category": c.category,
+                    "fields": c.fields,
+                },
+            )
+            for c in chunk
+        ]
+        try:
+            txs = self._sign_all(
+                self.supervision, self.supervision_key, self.supervision_address, calls
+            )
+            outcomes = self.supervision.submit(txs)
+        except RelayError as exc:
+            progress.errors.append(f"reports: {exc}")
+            return chunk[0].height
+        stop: int | None = None
+        for c, outcome in zip(chunk, outcomes, strict=True):
+            if outcome.ok:
+                progress.filed += 1
+            elif outcome.code == reports.ReportExistsError.code:
+                pass  # filed before: done
+            elif outcome.code in _REPORT_CONTENT_CODES:
+                progress.skipped += 1
+                log.warning("report %s refused: %s: %s", c.report_id, outcome.code, outcome.message)
+            elif stop is None:
+                stop = c.height
+                progress.errors.append(
+                    f"report {c.report_id!r} not filed: {outcome.code}: {outcome.message}"
+                )
+        return stop
+
     # -- a round ---------------------------------------------------------------------------
 
     def _guard(self, progress: _Progress, step: Callable[[_Progress], Any]) -> None:
@@ -585,14 +920,17 @@ class Relayer:
             progress.errors.append(f"{step.__name__}: {type(exc).__name__}: {exc}")
 
     def run_round(self) -> RoundReport:
-        """Follow, carry orders down, anchor; then measure. Never raises for a node's failure:
-        errors are listed in the report and the next round starts over from the chains."""
+        """Follow, carry orders down, anchor, file reports; then measure. Never raises for a
+        node's failure: errors are listed in the report and the next round starts over from the
+        chains."""
         self.rounds += 1
         progress = _Progress()
         self._guard(progress, self.follow_step)
         self._guard(progress, self.orders_step)
         self._guard(progress, self.anchor_step)
+        self._guard(progress, self.reports_step)
         self.orders_applied_total += progress.applied
+        self.reports_total += progress.filed
         report = self._measure(progress)
         log.info("relay round %d: %s", self.rounds, report.to_json())
         return report
@@ -635,6 +973,10 @@ class Relayer:
             orders_applied=progress.applied,
             orders_applied_total=self.orders_applied_total,
             orders_pending=len(self._pending),
+            reports_filed=progress.filed,
+            reports_total=self.reports_total,
+            reports_skipped=progress.skipped,
+            reported_height=-1 if self._report_next is None else self._report_next - 1,
             errors=tuple(progress.errors),
         )
 
@@ -667,8 +1009,11 @@ __all__ = [
     "RelayConfig",
     "RelayError",
     "Relayer",
+    "ReportCandidate",
     "RoundReport",
     "StateReading",
     "TxOutcome",
     "certified_header",
+    "report_candidates",
+    "report_id",
 ]
