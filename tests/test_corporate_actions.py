@@ -397,3 +397,15 @@ def test_split_conserves_proportions_and_totals() -> None:
     commit_ok(d, [pledge_tx(c, "P1", "SA-B", 100), split_tx(c, "S4", 2, 1, 20260121)])
     p = d.commit([split_call(c, "execute_split", "S4"), split_call(c, "execute_split", "NOPE")])
     assert codes(p) == ["HOLDINGS_ENCUMBERED", "UNKNOWN_CORPORATE_ACTION"]
+
+
+def test_a_dividend_that_could_overflow_is_refused_at_announcement() -> None:
+    """Per-share amount × every unit that may exist must be a representable amount of e-CNY;
+    otherwise a holder's later transfer would record an entitlement that cannot be encoded."""
+    c, d = world()
+    listed(c, d, "EQ1")
+    commit_ok(d, [issue_tx(c, "EQ1", "SA-A", 100)])
+    p = d.commit([dividend_tx(c, "D-HUGE", amount_per_share_fen=2**63 - 1)])
+    assert codes(p) == ["INVALID_ARGUMENT"]
+    assert read(d, dividend_key("D-HUGE"), Dividend) is None
+    commit_ok(d, [dividend_tx(c, "D-OK", amount_per_share_fen=4_000_000)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -511,3 +512,44 @@ def test_register_account_checks_key_org_and_duplicates(consortium: Consortium) 
         "",
         "ACCOUNT_ALREADY_REGISTERED",
     ]
+
+
+def test_an_unrepresentable_result_fails_one_transaction_not_the_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A handler whose result cannot be encoded (an event attribute beyond 64 bits, an
+    arithmetic fault) fails its own transaction with UNREPRESENTABLE_RESULT, the same on every
+    node; the block is still built and the next transaction runs."""
+    from dataclasses import dataclass as _dataclass
+
+    from consortia import modules
+    from consortia.execution.module import Method, Module
+
+    @_dataclass(frozen=True)
+    class ProbeArgs:
+        what: str
+
+    def probe(ctx: Any, args: ProbeArgs) -> None:
+        if args.what == "event":
+            ctx.emit("probe", "huge", amount=1 << 70)
+        elif args.what == "divide":
+            ctx.put(b"probe/x", bytes([1 // len("")]))
+        else:
+            ctx.put(b"probe/ok", b"1")
+
+    module = Module("probe", {"run": Method(ProbeArgs, probe)})
+    monkeypatch.setitem(modules.NATIVE_MODULES, "probe", module)
+    monkeypatch.setitem(
+        modules.TIER_MODULES, "business", modules.TIER_MODULES["business"] | {"probe"}
+    )
+    c = make_consortium()
+    d = Driver(c)
+    p = d.commit(
+        [
+            c.tx("broker-a-admin", "probe", "run", {"what": "event"}),
+            c.tx("broker-a-admin", "probe", "run", {"what": "divide"}),
+            c.tx("broker-a-admin", "probe", "run", {"what": "fine"}),
+        ]
+    )
+    assert [r.code for r in p.receipts] == ["UNREPRESENTABLE_RESULT", "UNREPRESENTABLE_RESULT", ""]
+    assert d.state.tree.get(b"probe/x") is None and d.state.tree.get(b"probe/ok") == b"1"

@@ -26,7 +26,7 @@ from consortia.modules.funds import (
     position_key,
 )
 from tests.chainkit import Consortium, Driver
-from tests.ecnykit import WALLETS, cash, cash_world, load_tx, open_wallet_tx, supply
+from tests.ecnykit import WALLETS, cash, cash_world, issue_tx, load_tx, open_wallet_tx, supply
 from tests.test_investors import codes, commit_ok, read, register
 from tests.test_securities import advance_to, balance, security, transfer_tx
 
@@ -626,3 +626,83 @@ def test_custody_reconciles_with_units_times_nav(days: list[Any]) -> None:
 @given(days=st.lists(day_st, min_size=1, max_size=10))
 def test_custody_reconciles_with_units_times_nav_long(days: list[Any]) -> None:
     _run_days(days)
+
+
+def test_absurd_nav_fails_the_order_not_the_confirmation_batch() -> None:
+    """A NAV that would create more units than may exist, or proceeds beyond the largest amount
+    of e-CNY, closes that order (refunded / failed with a code) instead of making the block
+    unbuildable (found in review: the records would not encode)."""
+    c, d = fund_world()
+    commit_ok(d, [issue_tx(c, "bank-ccb", 10**12)])
+    commit_ok(
+        d,
+        [
+            open_wallet_tx(c, "ccb-admin", "W-A1", "inv-a", category=1),
+            load_tx(c, "ccb-admin", "W-A1", 2 * 10**11),
+            c.tx(
+                "fund-admin",
+                "funds",
+                "register_fund",
+                register_args(
+                    "HX",
+                    share_decimals=0,
+                    subscription_fee_bp=0,
+                    redemption_tiers=[{"min_days": 0, "rate_bp": 10_000, "to_fund": True}],
+                ),
+            ),
+            c.tx("fund-admin", "funds", "register_fund", register_args("HY", share_decimals=6)),
+            c.tx("exchange-admin", "securities", "approve", {"code": "HX", "reason": "ok"}),
+            c.tx("exchange-admin", "securities", "approve", {"code": "HY", "reason": "ok"}),
+        ],
+    )
+    at(
+        d,
+        hm(MON, 10),
+        [
+            sub_tx(c, "inv-a", "S1", 19_000_000, code="HX", wallet_id="W-A1"),
+            sub_tx(c, "inv-a", "S2", 10**11, code="HY", wallet_id="W-A1"),
+        ],
+    )
+    before = cash(d, "W-A1")
+    p = at(
+        d,
+        hm(MON, 16),
+        [
+            nav_tx(c, MON, 1, code="HX"),
+            confirm_tx(c, MON, ["S1"], code="HX"),
+            nav_tx(c, MON, 1, code="HY"),
+            confirm_tx(c, MON, ["S2"], code="HY"),
+        ],
+    )
+    assert codes(p) == ["", "", "", ""]
+    s2 = read(d, order_key("S2"), Order)
+    assert s2 is not None and (s2.status, s2.failure) == ("refunded", "EXCEEDS_AUTHORIZED")
+    assert cash(d, "W-A1") == before + 10**11  # refunded in full
+    units = balance(d, "HX", "SA-A")
+    assert units == 1_900_000_000
+    p = at(
+        d,
+        hm(TUE, 10),
+        [
+            c.tx(
+                "inv-a",
+                "funds",
+                "redeem",
+                {
+                    "order_id": "R1",
+                    "code": "HX",
+                    "account_id": "SA-A",
+                    "wallet_id": "W-A1",
+                    "units": units,
+                },
+            )
+        ],
+    )
+    assert codes(p) == [""]
+    p = at(
+        d, hm(TUE, 16), [nav_tx(c, TUE, 10**12, code="HX"), confirm_tx(c, TUE, ["R1"], code="HX")]
+    )
+    assert codes(p) == ["", ""]
+    r1 = read(d, order_key("R1"), Order)
+    assert r1 is not None and (r1.status, r1.failure) == ("failed", "EXCEEDS_MAX_AMOUNT")
+    assert balance(d, "HX", "SA-A") == units  # the units are released, not redeemed

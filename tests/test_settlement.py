@@ -102,8 +102,13 @@ def test_dvp_settles_both_legs_atomically() -> None:
     # A settled trade is closed; its parties cannot instruct or cancel it again.
     p = d.commit([instruct_tx(c, "inv-b", "T1", "receive"), cancel_tx(c, "broker-a-admin", "T1")])
     assert codes(p) == ["TRADE_SETTLED", "TRADE_SETTLED"]
-    # The receive side may come first too; the broker of the buyer instructs it.
-    commit_ok(d, [instruct_tx(c, "broker-b-admin", "T2", "receive", price_fen=300)])
+    # The receive side pays, so only the holder of the paying wallet signs it: the buyer's
+    # broker alone cannot commit the buyer's e-CNY (it may instruct the deliver side only).
+    p = d.commit([instruct_tx(c, "broker-b-admin", "T2", "receive", price_fen=300)])
+    assert codes(p) == ["NOT_AUTHORIZED"]
+    assert read(d, trade_key("T2"), Trade) is None
+    # The receive side may come first too.
+    commit_ok(d, [instruct_tx(c, "inv-b", "T2", "receive", price_fen=300)])
     commit_ok(d, [instruct_tx(c, "inv-a", "T2", "deliver", price_fen=300)])
     assert (balance(d, "EQ1", "SA-A"), balance(d, "EQ1", "SA-B")) == (800, 200)
     assert cash(d, "W-B") == FUNDED - 25_000 - 30_000

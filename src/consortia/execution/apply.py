@@ -29,6 +29,7 @@ from consortia.execution.errors import (
     TxFailure,
     UnknownMethodError,
     UnknownModuleError,
+    UnrepresentableResultError,
     WrongChainIdError,
     WrongEvidenceHashError,
     WrongHeightError,
@@ -313,8 +314,15 @@ def _run(ctx: TxContext, tx: Transaction, sender: Account) -> None:
         raise UnknownMethodError(f"module {tx.module!r} has no method {tx.method!r}")
     try:
         method.handler(ctx, method.parse_args(tx.args))
+        # Events are encoded into the receipt later; find an unencodable one now, while only
+        # this transaction can fail for it.
+        for event in ctx.events:
+            codec.encode(codec.to_cbor(event))
     except ExecutionLimitError as exc:
         raise TxFailure(str(exc)) from exc
+    except (codec.CodecError, ArithmeticError, AssertionError) as exc:
+        # Deterministic for a given state and transaction, so every node fails it alike.
+        raise UnrepresentableResultError(f"{type(exc).__name__}: {exc}") from exc
 
 
 def execute_transactions(

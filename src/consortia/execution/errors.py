@@ -38,6 +38,14 @@ class BadArgumentsError(TxFailure):
     code = "BAD_ARGUMENTS"
 
 
+class UnrepresentableResultError(TxFailure):
+    """A transaction's result cannot be recorded (e.g. an amount beyond the 64-bit range of the
+    canonical encoding, or an arithmetic fault). Failing the one transaction, the same way on
+    every node, keeps one bad input from stopping every proposer from building a block."""
+
+    code = "UNREPRESENTABLE_RESULT"
+
+
 class SenderFrozenError(TxFailure):
     code = "ACCOUNT_FROZEN"
 

@@ -78,6 +78,7 @@ from consortia.execution.module import Method, Module
 from consortia.modules import enforcement, securities
 from consortia.modules.calendar import DAY_MS, InvalidDateError, cst_date, date_start_ms
 from consortia.modules.ecny import pay_between, require_spender, require_wallet
+from consortia.modules.governance import MAX_FEN
 from consortia.modules.investors import (
     InvalidArgumentError,
     NotAuthorizedError,
@@ -363,6 +364,13 @@ def announce_dividend(ctx: TxContext, args: AnnounceDividendArgs) -> None:
     check_id("dividend_id", args.dividend_id)
     if not 1 <= args.amount_per_share_fen <= MAX_AMOUNT:
         raise InvalidArgumentError(f"amount_per_share_fen must be 1..{MAX_AMOUNT}")
+    # The whole dividend on every share that may ever exist must be a representable amount of
+    # e-CNY, so no holder's entitlement (recorded by later transfers) can overflow.
+    if sec.authorized * args.amount_per_share_fen // 10**sec.decimals > MAX_FEN:
+        raise InvalidArgumentError(
+            f"{args.amount_per_share_fen} fen a share on up to {sec.authorized} units exceeds "
+            f"the largest amount of e-CNY ({MAX_FEN} fen)"
+        )
     _not_past(ctx, "record_date", args.record_date)
     date_start_ms(args.ex_date)
     payment_start = date_start_ms(args.payment_date)

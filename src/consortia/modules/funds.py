@@ -87,6 +87,7 @@ from consortia.modules.ecny import (
     require_spender,
     require_wallet,
 )
+from consortia.modules.governance import MAX_FEN
 from consortia.modules.investors import (
     InvalidArgumentError,
     NotAuthorizedError,
@@ -803,8 +804,11 @@ def _unconfirmable_subscription(ctx: TxContext, sec: Security, o: Order) -> str:
 def _confirm_subscription(ctx: TxContext, f: Fund, o: Order, nav: int) -> None:
     fee, units = subscription_terms(f, o.amount_fen, nav)
     memo = f"{f.code} {o.order_id}"
+    sec = require_security(ctx, f.code)
     failure = "NO_WHOLE_UNIT" if units == 0 else ""
-    failure = failure or _unconfirmable_subscription(ctx, require_security(ctx, f.code), o)
+    # More units than the fund may ever have (a tiny NAV): refund rather than fail the batch.
+    failure = failure or ("EXCEEDS_AUTHORIZED" if units > sec.authorized - sec.issued else "")
+    failure = failure or _unconfirmable_subscription(ctx, sec, o)
     if failure:
         # Confirmation failed (nothing to buy, or the account was closed, frozen or reassessed
         # since the order): the whole amount goes back, no fee.
@@ -864,6 +868,11 @@ def _unconfirmable_redemption(ctx: TxContext, o: Order) -> str:
 def _confirm_redemption(ctx: TxContext, f: Fund, o: Order, nav: int) -> None:
     pos = load_position(ctx, f.code, o.account_id)
     failure = _unconfirmable_redemption(ctx, o)
+    if not failure:
+        # Proceeds beyond the largest amount of e-CNY (an absurd NAV): fail the order, not the
+        # whole confirmation batch.
+        gross, _, _ = redemption_terms(f, _take_fifo(pos.lots, o.units)[0], o.trading_day, nav)
+        failure = "EXCEEDS_MAX_AMOUNT" if gross > MAX_FEN else ""
     if failure:
         # The units cannot be redeemed (frozen by a court since the order, account frozen): the
         # order fails and its reservation is released.

@@ -226,7 +226,14 @@ def instruct(ctx: TxContext, args: InstructArgs) -> None:
         raise InvalidArgumentError(f"shares must be 1..{MAX_AMOUNT}")
     check_fen("price_fen", args.price_fen)
     amount = _cash_leg(args.shares, args.price_fen, sec.decimals)
-    _spendable_by(ctx, settlement_wallet(ctx, own.account_id), owner)
+    wallet_id = settlement_wallet(ctx, own.account_id)
+    _spendable_by(ctx, wallet_id, owner)
+    # The receiving side pays: its instruction is a payment order, so it must come from someone
+    # who may spend the paying wallet (the investor), never from a broker acting alone.
+    if args.side == "receive" and not may_spend(ctx, require_wallet(ctx, wallet_id), ctx.sender):
+        raise NotAuthorizedError(
+            f"the paying instruction must be signed by the holder of wallet {wallet_id!r}"
+        )
     by = ctx.sender
     trade = ctx.get_record(trade_key(args.trade_id), Trade)
     if trade is None:
