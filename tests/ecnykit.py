@@ -4,7 +4,8 @@
 a/b, an issuer) with: e-CNY issued to both operators (bank-ccb, bank-bocom); a category-2 wallet per
 investor (W-A..W-D, at alternating operators), citizens ``cit-1`` (category 4 at ccb) and
 ``cit-2`` (category 2 at bocom) with wallets W-CIT1 / W-CIT2; and corporate category-1 wallets for
-the issuer (W-ISSUER), the fund manager (W-FUND) and the insurer (W-INSURER).
+the issuer (W-ISSUER), the fund's custodian (W-FUND, held by bank-ccb's ``ccb-custodian`` for the
+fund manager's products) and the insurer (W-INSURER).
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ WALLETS: dict[str, tuple[str, str, int, str]] = {
     "W-CIT1": ("cit-1", "ccb-admin", 4, "personal"),
     "W-CIT2": ("cit-2", "bocom-admin", 2, "personal"),
     "W-ISSUER": ("issuer", "ccb-admin", 1, "corporate"),
-    "W-FUND": ("fund-admin", "ccb-admin", 1, "corporate"),
+    "W-FUND": ("ccb-custodian", "ccb-admin", 1, "corporate"),  # fund custody, held by the bank
     "W-INSURER": ("insurer-admin", "bocom-admin", 1, "corporate"),
 }
 

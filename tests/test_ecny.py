@@ -299,7 +299,7 @@ def test_category_1_has_no_limit() -> None:
     accepted(d, load_tx(c, "ccb-admin", "W-1", RESERVE))  # the operator's whole reserve
     for _ in range(3):  # far beyond any category's per-payment and daily limits
         accepted(d, pay_tx(c, "cit-1", "W-1", "W-FUND", RESERVE // 4))
-    accepted(d, pay_tx(c, "fund-admin", "W-FUND", "W-1", 3 * (RESERVE // 4)))
+    accepted(d, pay_tx(c, "ccb-custodian", "W-FUND", "W-1", 3 * (RESERVE // 4)))
     assert cash(d, "W-1") == RESERVE
     assert_conserved(d)
 
@@ -323,7 +323,7 @@ def test_cumulative_totals_stay_encodable() -> None:
             d,
             [
                 pay_tx(c, "cit-1", "W-1", "W-FUND", big),
-                pay_tx(c, "fund-admin", "W-FUND", "W-1", big),
+                pay_tx(c, "ccb-custodian", "W-FUND", "W-1", big),
             ],
         )
     assert wallet(d, "W-1").day_spent == MAX_FEN  # saturated, not overflowed
@@ -411,7 +411,7 @@ def test_sub_wallets_within_the_parent() -> None:
     assert wallet(d, "W-CIT2").day_spent == daily
     refused(d, pay_tx(c, "cit-2", "W-CIT2", "W-FUND", 1), "DAILY_LIMIT_EXCEEDED")
     # The parent's per-payment limit covers a sub-wallet with the parent's limits.
-    accepted(d, pay_tx(c, "fund-admin", "W-FUND", "W-KID2", per + 1))
+    accepted(d, pay_tx(c, "ccb-custodian", "W-FUND", "W-KID2", per + 1))
     refused(d, pay_tx(c, "kid", "W-KID2", "W-FUND", per + 1), "PER_PAYMENT_LIMIT_EXCEEDED")
     # Unloading a sub-wallet returns money to its parent's operator.
     before = reserve(d, "bank-bocom").balance

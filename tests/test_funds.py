@@ -26,7 +26,16 @@ from consortia.modules.funds import (
     position_key,
 )
 from tests.chainkit import Consortium, Driver
-from tests.ecnykit import WALLETS, cash, cash_world, issue_tx, load_tx, open_wallet_tx, supply
+from tests.ecnykit import (
+    WALLETS,
+    cash,
+    cash_world,
+    issue_tx,
+    load_tx,
+    open_wallet_tx,
+    pay_tx,
+    supply,
+)
 from tests.test_investors import codes, commit_ok, read, register
 from tests.test_securities import advance_to, balance, security, transfer_tx
 
@@ -465,6 +474,102 @@ def test_roles_and_registration_rules() -> None:
     assert codes(p) == ["NOT_AUTHORIZED", "NOT_AUTHORIZED", ""]
 
 
+def test_custody_is_held_by_an_independent_custodian() -> None:
+    """The manager cannot register a fund whose custody wallet it (or its own organization)
+    controls, and cannot pay investors' pending subscription money out of custody; the module
+    still refunds it (found in review: custody was the manager's own wallet)."""
+    c, d = fund_world()
+    commit_ok(
+        d,
+        [
+            register(c, "harvest-custody", "fund-harvest", ("custodian",)),
+            register(c, "broker-custody", "broker-a", ("custodian",)),
+        ],
+    )
+    own = {
+        "W-OWN": "fund-admin",  # the manager's own wallet
+        "W-OWN-ORG": "harvest-custody",  # a "custodian" of the manager's own organization
+        "W-BROKER": "broker-custody",  # a custodian account of a broker, not a custodian org
+        "W-ISS": "issuer",  # not a custodian at all
+    }
+    commit_ok(
+        d,
+        [
+            open_wallet_tx(c, "ccb-admin", wid, owner, category=1, kind="corporate")
+            for wid, owner in own.items()
+        ],
+    )
+    p = d.commit(
+        [
+            c.tx("fund-admin", "funds", "register_fund", register_args(f"X{i}", custody_wallet=w))
+            for i, w in enumerate(own)
+        ]
+    )
+    assert codes(p) == ["INVALID_ARGUMENT"] * len(own)
+    assert all("independent custodian" in r.message for r in p.receipts)
+    # The fee wallet must still be the manager's.
+    p = d.commit(
+        [c.tx("fund-admin", "funds", "register_fund", register_args("X9", fee_wallet="W-ISS"))]
+    )
+    assert codes(p) == ["NOT_AUTHORIZED"]
+    assert read(d, fund_key("X0"), Fund) is None and read(d, fund_key("X9"), Fund) is None
+
+    at(d, hm(MON, 10), [sub_tx(c, "inv-a", "S1", 1_000_000)])
+    custody = cash(d, "W-FUND")
+    p = d.commit([pay_tx(c, "fund-admin", "W-FUND", "W-FEE", 1_000_000)])
+    assert codes(p) == ["NOT_AUTHORIZED"]
+    assert cash(d, "W-FUND") == custody and cash(d, "W-FEE") == 0
+    # The module moves the money out of custody under the order's terms: the refund works.
+    p = at(d, hm(MON, 11), [cancel_tx(c, "inv-a", "S1")])
+    assert codes(p) == [""] and cash(d, "W-A") == LOADED
+    assert cash(d, "W-FUND") == custody - 1_000_000
+
+
+def test_a_freeze_short_of_all_reservations_fails_orders_not_the_batch() -> None:
+    """Two pending redemptions of half a holding each; after the cut-off a court freezes half.
+    Confirming both must not fail the batch (the balance hook keeps the other reservation): one
+    order fails with a code and releases its units, the other is confirmed (found in review:
+    the orders were stuck, neither confirmable nor cancellable)."""
+    c, d = fund_world()
+    at(d, hm(MON, 10), [sub_tx(c, "inv-a", "S1", 1_000_000)])
+    at(d, hm(MON, 16), [nav_tx(c, MON, 10_000), confirm_tx(c, MON, ["S1"])])
+    assert balance(d, "HF1", "SA-A") == 985_000
+    half = 492_500
+    at(d, hm(TUE, 10), [red_tx(c, "inv-a", "R1", half), red_tx(c, "inv-a", "R2", half)])
+    assert position(d, "SA-A").reserved == 2 * half
+    freeze = {
+        "freeze_id": "F1",
+        "code": "HF1",
+        "account_id": "SA-A",
+        "amount": half,
+        "reference": "(2026) Hu 74 Zhi 2",
+        "expires_at_ms": hm(MON2, 0),
+    }
+    p = at(
+        d,
+        hm(TUE, 15, 30),
+        [
+            c.tx("court-officer", "enforcement", "freeze", freeze),
+            cancel_tx(c, "inv-a", "R1"),
+            cancel_tx(c, "inv-a", "R2"),
+        ],
+    )
+    assert codes(p) == ["", "CUTOFF_PASSED", "CUTOFF_PASSED"]
+    wa, custody = cash(d, "W-A"), cash(d, "W-FUND")
+    p = at(d, hm(TUE, 16), [nav_tx(c, TUE, 10_000), confirm_tx(c, TUE, ["R1", "R2"])])
+    assert codes(p) == ["", ""]
+    r1, r2 = order(d, "R1"), order(d, "R2")
+    assert (r1.status, r1.failure) == ("failed", "INSUFFICIENT_FREE_BALANCE")
+    assert (r2.status, r2.failure) == ("confirmed", "")
+    assert [e["order_id"] for e in events(p, "redemption_failed")] == ["R1"]
+    # R2: 492,500 units at ¥1.0000 held 1 day: gross 492,500 fen, 1.5% (7,387) kept by the fund.
+    assert (r2.proceeds_fen, r2.fund_fee_fen, r2.fee_fen) == (485_113, 7_387, 0)
+    assert cash(d, "W-A") == wa + 485_113 and cash(d, "W-FUND") == custody - 485_113
+    # The frozen half stays, with no reservation left on it.
+    assert balance(d, "HF1", "SA-A") == half and security(d, "HF1").issued == half
+    assert position(d, "SA-A") == Position("HF1", "SA-A", (Lot(MON, half),), 0)
+
+
 # ---------------------------------------------------------------------------------------------
 # Property: custody reconciles with units × NAV; e-CNY and units are conserved
 
@@ -565,7 +670,7 @@ def _ops_to_txs(c: Consortium, d: Driver, t: Tracker, ops: list[Any]) -> list[Tr
                 txs.append(load_tx(c, "ccb-admin", "W-FUND", delta))
             elif delta < 0:
                 args = {"wallet_id": "W-FUND", "amount": -delta}
-                txs.append(c.tx("fund-admin", "ecny", "unload", args))
+                txs.append(c.tx("ccb-custodian", "ecny", "unload", args))  # the custodian holds it
     return txs
 
 

@@ -21,6 +21,8 @@ from consortia.node.local import (
 )
 from consortia.node.verify import verify_chain
 from consortia.storage import ChainStore
+from tests.netkit import free_base_port
+from tests.twotierkit import free_two_tier_base
 
 PASSWORD = "test-password"
 
@@ -175,6 +177,8 @@ def test_network_demo_runs_and_verifies(tmp_path: Path) -> None:
         [
             "demo",
             "--one-tier",
+            "--base-port",
+            str(free_base_port(12)),
             "--home",
             str(tmp_path / "net"),
             "--investors",
@@ -196,7 +200,18 @@ def test_two_tier_demo_runs_the_whole_story(tmp_path: Path) -> None:
     home = tmp_path / "two-tier"
     result = CliRunner().invoke(
         app,
-        ["demo", "--home", str(home), "--investors", "20", "--block-size", "10", "--json"],
+        [
+            "demo",
+            "--home",
+            str(home),
+            "--base-port",
+            str(free_two_tier_base(chains=2, nodes_per_chain=5)),
+            "--investors",
+            "20",
+            "--block-size",
+            "10",
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -213,6 +214,9 @@ def demo(
     one_tier: bool = typer.Option(
         False, "--one-tier", help="Only the business chain's network (no supervision tier)."
     ),
+    base_port: int = typer.Option(
+        26600, min=1024, max=60000, help="First TCP port of the demo network's nodes."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Run the whole story on a fresh two-tier local network and verify it all.
@@ -232,15 +236,18 @@ def demo(
     say = (lambda _m: None) if as_json else console.print
     with _progress() as progress:
         task = progress.add_task("opening investor accounts", total=investors)
-        runner = run_demo if single_process else run_network_demo if one_tier else run_two_tier_demo
-        report = runner(
-            home,
-            suite_name=suite,
-            investors=investors,
-            block_size=block_size,
-            say=say,
-            progress=lambda done, total: progress.update(task, completed=done, total=total),
-        )
+        common: dict[str, Any] = {
+            "suite_name": suite,
+            "investors": investors,
+            "block_size": block_size,
+            "say": say,
+            "progress": lambda done, total: progress.update(task, completed=done, total=total),
+        }
+        if single_process:
+            report = run_demo(home, **common)
+        else:
+            runner = run_network_demo if one_tier else run_two_tier_demo
+            report = runner(home, base_port=base_port, **common)
     if as_json:
         out = {
             "suite": report.suite,

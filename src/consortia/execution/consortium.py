@@ -45,6 +45,7 @@ DEFAULT_ACCOUNTS: tuple[AccountSpec, ...] = (
     AccountSpec("court-officer", "court-sh", ("court",)),
     # The regulator's relayer carries headers up to the supervision chain and orders down.
     AccountSpec("relayer", "csrc", ("relayer",)),
+    AccountSpec("ccb-custodian", "bank-ccb", ("custodian",)),
 )
 
 DEFAULT_VALIDATORS: tuple[str, ...] = ("exchange", "broker-a", "broker-b", "bank-ccb")

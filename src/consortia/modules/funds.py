@@ -3,7 +3,13 @@ redemption by shares) under the "unknown price" rule.
 
 - Registration: a fund manager (role ``fund_manager``) registers a fund: a security of kind
   ``fund_share`` (created ``pending`` in the securities module, issuer = the manager's org) and the
-  fund record (custody wallet, fee wallet, fee rates, cut-off). The operator (role ``exchange``)
+  fund record (custody wallet, fee wallet, fee rates, cut-off). The fund's assets are held by an
+  independent custodian, as the law on securities investment funds requires: the custody wallet
+  must be a top-level category-1 corporate wallet owned by an account with role ``custodian`` of
+  an active organization of kind ``custodian`` or ``bank`` other than the manager's, so the
+  manager can never spend investors' money with a plain ``ecny.pay``; the fee wallet is the
+  manager's own. Money leaves custody only through this module (refunds, redemption proceeds,
+  fees), under the order's terms. The operator (role ``exchange``)
   approves or rejects it with the securities module's ``approve`` / ``reject``; orders need an
   approved, unhalted fund. Fund units exist only through confirmed orders: the module's balance
   hook refuses any other creation or destruction of a registered fund's units (``securities.issue``
@@ -21,8 +27,9 @@ redemption by shares) under the "unknown price" rule.
   order of that day is placed with its price known; a future day is refused too). The NAV is an
   integer: yuan per share × 10^4 (4 decimal places).
 - Confirmation: after the NAV of ``T`` is published the manager confirms orders of ``T`` in
-  batches (atomic per transaction; the custody wallet pays, so the sender must be able to spend
-  it). Let ``k = share decimals + 2`` (fen per yuan × units per share gives the scale):
+  batches (atomic per transaction; the module pays out of the custody wallet under the orders'
+  terms, the manager cannot spend it). Let ``k = share decimals + 2`` (fen per yuan × units per
+  share gives the scale):
 
   * subscription: ``fee = floor(amount × subscription_fee_bp / 10^4)`` (never more than the
     stated rate), ``units = floor((amount − fee) × 10^k / nav)`` (never more units than paid
@@ -41,7 +48,11 @@ redemption by shares) under the "unknown price" rule.
   whose account has since been closed, frozen or reassessed below the fund (or that buys no whole
   unit) is refunded in full without fee (``refunded``, with the failing rule's code in
   ``failure``); a redemption whose units a court has frozen since the order, or whose account is
-  frozen, ends ``failed`` and its reservation is released.
+  frozen, ends ``failed`` and its reservation is released. A redemption is honoured only if the
+  holding's free balance still covers its units *and* every other pending reservation of the
+  account (the balance hook allows no less), so when a freeze leaves too little for all of them
+  the orders confirmed first in a batch fail (``INSUFFICIENT_FREE_BALANCE``), releasing their
+  units, until the rest can be honoured; the batch never fails for it.
 
   Reconciliation: let ``A`` = custody − unconfirmed subscription money (the fund's assets) and
   ``S`` = units outstanding. If the NAV of ``T`` is honest, ``nav = floor(A × 10^k / S)`` when
@@ -99,7 +110,7 @@ from consortia.modules.investors import (
     require_securities_account,
     sender_account,
 )
-from consortia.modules.registry import Account, has_role
+from consortia.modules.registry import Account, Organization, has_role, load_account, org_key
 from consortia.modules.securities import (
     MAX_AMOUNT,
     Book,
@@ -462,6 +473,29 @@ def _check_bp(name: str, value: int) -> None:
         raise InvalidArgumentError(f"{name} must be 0..{BP} basis points")
 
 
+CUSTODIAN_ORG_KINDS = frozenset({"custodian", "bank"})
+
+
+def _check_independent_custody(ctx: TxContext, manager: Account, custody_owner: bytes) -> None:
+    """The custody wallet's owner is a ``custodian`` account of an active custodian or bank
+    organization other than the manager's."""
+    owner = load_account(ctx, custody_owner)
+    org = None if owner is None else ctx.get_record(org_key(owner.org_id), Organization)
+    if (
+        owner is None
+        or org is None
+        or not has_role(owner, "custodian")
+        or org.kind not in CUSTODIAN_ORG_KINDS
+        or not org.active
+        or owner.org_id == manager.org_id
+    ):
+        raise InvalidArgumentError(
+            "the custody wallet must be held by an independent custodian: an account with role "
+            "custodian of an active custodian or bank organization other than the manager's "
+            f"{manager.org_id!r} (the manager must not control the fund's assets)"
+        )
+
+
 def register_fund(ctx: TxContext, args: RegisterFundArgs) -> None:
     """A fund manager registers a fund product; the operator approves its ``fund_share``
     security with ``securities.approve`` before orders are accepted."""
@@ -492,8 +526,9 @@ def register_fund(ctx: TxContext, args: RegisterFundArgs) -> None:
         raise InvalidArgumentError("the custody wallet must be a top-level category-1 corporate")
     if fee.kind != "corporate" or fee.wallet_id == custody.wallet_id:
         raise InvalidArgumentError("the fee wallet must be another corporate wallet")
-    if not may_spend(ctx, custody, sender.address) or not may_spend(ctx, fee, sender.address):
-        raise NotAuthorizedError("the manager must control the custody and fee wallets")
+    _check_independent_custody(ctx, sender, custody.owner)
+    if not may_spend(ctx, fee, sender.address):
+        raise NotAuthorizedError("the manager must control the fee wallet")
     if ctx.get(fund_key(args.code)) is not None:
         raise FundExistsError(f"fund {args.code!r} already exists")
     if ctx.get(security_key(args.code)) is not None:
@@ -769,7 +804,6 @@ def confirm(ctx: TxContext, args: ConfirmArgs) -> None:
     """The manager confirms pending orders of ``trading_day`` at its NAV (all or none)."""
     f = require_fund(ctx, args.code)
     _require_manager(ctx, f)
-    require_spender(ctx, require_wallet(ctx, f.custody_wallet))
     if not 1 <= len(args.order_ids) <= MAX_BATCH:
         raise InvalidArgumentError(f"a batch confirms 1..{MAX_BATCH} orders")
     if len(set(args.order_ids)) != len(args.order_ids):
@@ -860,7 +894,10 @@ def _unconfirmable_redemption(ctx: TxContext, o: Order) -> str:
     except TxFailure as exc:
         return exc.code
     held = securities.load_holding(ctx, o.code, o.account_id)
-    if held.free(ctx.time_ms) < o.units:  # e.g. a judicial freeze of the units since the order
+    others = load_position(ctx, o.code, o.account_id).reserved - o.units
+    # The free balance (e.g. less a judicial freeze since the order) must cover this order and
+    # the account's other pending reservations, which the balance hook keeps intact.
+    if held.free(ctx.time_ms) - others < o.units:
         return securities.InsufficientFreeBalanceError.code
     return ""
 
@@ -874,8 +911,9 @@ def _confirm_redemption(ctx: TxContext, f: Fund, o: Order, nav: int) -> None:
         gross, _, _ = redemption_terms(f, _take_fifo(pos.lots, o.units)[0], o.trading_day, nav)
         failure = "EXCEEDS_MAX_AMOUNT" if gross > MAX_FEN else ""
     if failure:
-        # The units cannot be redeemed (frozen by a court since the order, account frozen): the
-        # order fails and its reservation is released.
+        # The units cannot be redeemed (frozen by a court since the order, so the free balance
+        # no longer covers every reservation; account frozen): the order fails and its
+        # reservation is released.
         _save_position(ctx, replace(pos, reserved=pos.reserved - o.units))
         ctx.put_record(
             order_key(o.order_id),

@@ -27,7 +27,7 @@ from consortia.node.client import NodeUnreachableError, request
 from consortia.node.demo import DemoReport, _Signer, investor_openings
 from consortia.node.home import key_password
 from consortia.node.local import ACCOUNTS_DIR, DATA_DIR, load_genesis, restore_state
-from consortia.node.network_home import NodeConfig, init_network
+from consortia.node.network_home import DEFAULT_BASE_PORT, NodeConfig, init_network
 from consortia.node.story import Outcome, Story, run_story
 from consortia.node.supervisor import spawn_node
 from consortia.node.verify import verify_chain
@@ -85,6 +85,75 @@ class _Network:
             time.sleep(0.3)
 
 
+def record_submission(
+    report: DemoReport, node: str, label: str, count: int, results: list[dict[str, Any]]
+) -> None:
+    """Add one ``tx.submit_many`` round to the report's block table (hashes filled in later)."""
+    heights = sorted({r["height"] for r in results if "height" in r})
+    report.blocks.append(
+        {
+            "height": heights[-1] if heights else 0,
+            "label": f"{label} (via {node})",
+            "txs": count,
+            "ok": sum(1 for r in results if r.get("ok")),
+            "failed": sum(1 for r in results if not r.get("ok") and "height" in r),
+            "rejected": sum(1 for r in results if "height" not in r and not r.get("ok")),
+            "hash": "",
+            "signers": 0,
+        }
+    )
+
+
+def fill_block_hashes(report: DemoReport, node_home: Path) -> None:
+    """Fill in each reported block's hash and certificate signers from ``node_home``'s store."""
+    with ChainStore.open(node_home / DATA_DIR, readonly=True) as store:
+        for b in report.blocks:
+            if b["height"] < 1:
+                continue
+            raw_hash, raw_cert = store.block_hash(b["height"]), store.certificate(b["height"])
+            if raw_hash is not None and raw_cert is not None:
+                b["hash"] = raw_hash.hex()
+                b["signers"] = len(decode_certificate(raw_cert).signatures)
+
+
+class NetworkStoryChain:
+    """The demo story's ``StoryChain`` over client ports: submissions rotate over ``nodes``;
+    reads go to ``reader`` once it holds the block of the last submission."""
+
+    def __init__(
+        self,
+        submit: Callable[[str, list[Transaction], str], list[dict[str, Any]]],
+        nodes: list[str],
+        wait_for: Callable[[list[str], int], None],
+        state: Callable[[str, bytes], bytes | None],
+        reader: str = "observer-0",
+    ) -> None:
+        self._submit, self._nodes, self._wait_for, self._state = submit, nodes, wait_for, state
+        self._reader = reader
+        self._last_height = 0
+        self._turn = 0
+
+    def submit(self, txs: list[Transaction], label: str) -> list[Outcome]:
+        self._turn += 1
+        out = []
+        for x in self._submit(self._nodes[self._turn % len(self._nodes)], txs, label):
+            h = x.get("height")
+            if isinstance(h, int):
+                self._last_height = max(self._last_height, h)
+            out.append(Outcome(bool(x.get("ok")), str(x.get("code", "")), h))
+        return out
+
+    def get(self, key: bytes) -> bytes | None:
+        self._wait_for([self._reader], self._last_height)
+        return self._state(self._reader, key)
+
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000  # block time is the validators' clock time
+
+    def advance_to(self, time_ms: int) -> bool:
+        return False  # real time: nothing moves the validators' clocks
+
+
 def run_network_demo(
     home: Path,
     *,
@@ -93,8 +162,10 @@ def run_network_demo(
     block_size: int = 300,
     say: Say = print,
     progress: Callable[[int, int], None] | None = None,
+    base_port: int = DEFAULT_BASE_PORT,
 ) -> DemoReport:
-    """Run the scenario on a fresh network in ``home`` and return what happened."""
+    """Run the scenario on a fresh network in ``home`` (ports from ``base_port``) and return
+    what happened."""
     if home.exists():
         shutil.rmtree(home)
     password = key_password()
@@ -105,6 +176,7 @@ def run_network_demo(
         suite_name=suite_name,
         chain_id="consortia-demo",
         password=password,
+        base_port=base_port,
     )
     suite = get_suite(suite_name)
     say(
@@ -126,19 +198,7 @@ def run_network_demo(
     def submit(node: str, txs: list[Transaction], label: str) -> list[dict[str, Any]]:
         reply = net.call(node, "tx.submit_many", {"txs": [tx.encode() for tx in txs], "wait": True})
         results: list[dict[str, Any]] = reply["results"]
-        heights = sorted({r["height"] for r in results if "height" in r})
-        report.blocks.append(
-            {
-                "height": heights[-1] if heights else 0,
-                "label": f"{label} (via {node})",
-                "txs": len(txs),
-                "ok": sum(1 for r in results if r.get("ok")),
-                "failed": sum(1 for r in results if not r.get("ok") and "height" in r),
-                "rejected": sum(1 for r in results if "height" not in r and not r.get("ok")),
-                "hash": "",
-                "signers": 0,
-            }
-        )
+        record_submission(report, node, label, len(txs), results)
         return results
 
     try:
@@ -276,37 +336,14 @@ def run_network_demo(
         # sync while the others commit); the regulator's observer answers the reads once it
         # holds the block of the last submission.
         net.start("validator-3")
-        last_height = 0
-        turn = 0
 
-        class _OnNetwork:
-            def submit(self, txs: list[Transaction], label: str) -> list[Outcome]:
-                nonlocal last_height, turn
-                turn += 1
-                results = submit(VALIDATORS[turn % 3], txs, label)
-                out = []
-                for x in results:
-                    h = x.get("height")
-                    if isinstance(h, int):
-                        last_height = max(last_height, h)
-                    out.append(Outcome(bool(x.get("ok")), str(x.get("code", "")), h))
-                return out
-
-            def get(self, key: bytes) -> bytes | None:
-                net.wait_for(["observer-0"], last_height)
-                reply = net.call("observer-0", "state.get", {"key": key})
-                value = reply.get("value")
-                return value if isinstance(value, bytes) else None
-
-            def now_ms(self) -> int:
-                return time.time_ns() // 1_000_000  # block time is the validators' clock time
-
-            def advance_to(self, time_ms: int) -> bool:
-                return False
+        def state_value(node: str, key: bytes) -> bytes | None:
+            value = net.call(node, "state.get", {"key": key}).get("value")
+            return value if isinstance(value, bytes) else None
 
         run_story(
             Story(
-                _OnNetwork(),
+                NetworkStoryChain(submit, VALIDATORS[:3], net.wait_for, state_value),
                 suite,
                 keys,
                 signer.tx,
@@ -334,13 +371,7 @@ def run_network_demo(
     finally:
         net.stop_all()
 
-    # Fill in each reported block's hash and certificate signers from the regulator's store.
-    with ChainStore.open(home / "observer-0" / DATA_DIR, readonly=True) as store:
-        for b in report.blocks:
-            raw_hash, raw_cert = store.block_hash(b["height"]), store.certificate(b["height"])
-            if raw_hash is not None and raw_cert is not None:
-                b["hash"] = raw_hash.hex()
-                b["signers"] = len(decode_certificate(raw_cert).signatures)
+    fill_block_hashes(report, home / "observer-0")
     verdicts = {n: verify_chain(home / n) for n in NODES}
     bad = {n: v.reason for n, v in verdicts.items() if not v.ok}
     report.verdict = verdicts["observer-0"]

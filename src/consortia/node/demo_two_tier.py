@@ -28,17 +28,18 @@ from consortia import codec
 from consortia.crypto import decrypt_key_file, get_suite
 from consortia.evidence.bundle import EvidenceError, bundle_to_json, verify_bundle
 from consortia.evidence.export import ExportError, export_state, export_transaction
-from consortia.ledger.types import Transaction, decode_certificate
+from consortia.ledger.types import Transaction
 from consortia.lookthrough.index import LookthroughIndex
 from consortia.lookthrough.surveillance import alert_as_report_fields
 from consortia.modules import anchoring, enforcement
 from consortia.node.client import NodeUnreachableError, request
 from consortia.node.demo import DemoReport, _Signer, investor_openings
+from consortia.node.demo_network import NetworkStoryChain, fill_block_hashes, record_submission
 from consortia.node.home import key_password
-from consortia.node.local import ACCOUNTS_DIR, DATA_DIR, load_genesis
-from consortia.node.network_home import NodeConfig
+from consortia.node.local import ACCOUNTS_DIR, load_genesis
+from consortia.node.network_home import DEFAULT_BASE_PORT, NodeConfig
 from consortia.node.operations import OperationError, Operator
-from consortia.node.story import Outcome, Story, run_story
+from consortia.node.story import Story, run_story
 from consortia.node.supervisor import node_homes, spawn_node
 from consortia.node.topology import (
     Topology,
@@ -49,7 +50,7 @@ from consortia.node.topology import (
     wait_until_serving,
 )
 from consortia.node.verify import verify_chain
-from consortia.storage import ChainStore, StorageError
+from consortia.storage import StorageError
 
 Say = Callable[[str], None]
 BUSINESS = "business-1"
@@ -99,13 +100,17 @@ def run_two_tier_demo(
     block_size: int = 300,
     say: Say = print,
     progress: Callable[[int, int], None] | None = None,
+    base_port: int = DEFAULT_BASE_PORT,
 ) -> DemoReport:
-    """Run the whole story on a fresh two-tier network in ``home``; bundles land in
-    ``home/evidence``. Returns what happened (``report.ok`` only if every check passed)."""
+    """Run the whole story on a fresh two-tier network in ``home`` (ports from ``base_port``);
+    bundles land in ``home/evidence``. Returns what happened (``report.ok`` only if every check
+    passed)."""
     if home.exists():
         shutil.rmtree(home)
     password = key_password()
-    topology = init_two_tier(home, business_chains=1, suite_name=suite_name, password=password)
+    topology = init_two_tier(
+        home, business_chains=1, suite_name=suite_name, password=password, base_port=base_port
+    )
     suite = get_suite(suite_name)
     biz = _Chain(topology.chain_home(BUSINESS))
     sup = _Chain(topology.chain_home(topology.supervision))
@@ -128,19 +133,7 @@ def run_two_tier_demo(
     def submit(node: str, txs: list[Transaction], label: str) -> list[dict[str, Any]]:
         reply = biz.call(node, "tx.submit_many", {"txs": [tx.encode() for tx in txs], "wait": True})
         results: list[dict[str, Any]] = reply["results"]
-        heights = sorted({r["height"] for r in results if "height" in r})
-        report.blocks.append(
-            {
-                "height": heights[-1] if heights else 0,
-                "label": f"{label} (via {node})",
-                "txs": len(txs),
-                "ok": sum(1 for r in results if r.get("ok")),
-                "failed": sum(1 for r in results if not r.get("ok") and "height" in r),
-                "rejected": sum(1 for r in results if "height" not in r and not r.get("ok")),
-                "hash": "",
-                "signers": 0,
-            }
-        )
+        record_submission(report, node, label, len(txs), results)
         return results
 
     def stop(name: str, sig: int = signal.SIGTERM) -> None:
@@ -210,32 +203,10 @@ def run_two_tier_demo(
         )
         procs[f"{BUSINESS}/validator-3"] = spawn_node(biz.nodes["validator-3"], password=password)
 
-        last_height = 0
-        turn = 0
-
-        class _OnNetwork:
-            def submit(self, txs: list[Transaction], label: str) -> list[Outcome]:
-                nonlocal last_height, turn
-                turn += 1
-                out = []
-                for x in submit(validators[turn % 3], txs, label):
-                    h = x.get("height")
-                    if isinstance(h, int):
-                        last_height = max(last_height, h)
-                    out.append(Outcome(bool(x.get("ok")), str(x.get("code", "")), h))
-                return out
-
-            def get(self, key: bytes) -> bytes | None:
-                biz.wait_for(["observer-0"], last_height)
-                return biz.state(key)
-
-            def now_ms(self) -> int:
-                return time.time_ns() // 1_000_000
-
-            def advance_to(self, time_ms: int) -> bool:
-                return False
-
-        story = Story(_OnNetwork(), suite, keys, signer.tx, check, say)
+        on_network = NetworkStoryChain(
+            submit, validators[:3], biz.wait_for, lambda _node, key: biz.state(key)
+        )
+        story = Story(on_network, suite, keys, signer.tx, check, say)
         run_story(story)
 
         _supervise(biz, sup, topology, password, check)
@@ -248,15 +219,7 @@ def run_two_tier_demo(
         for name in list(procs):
             stop(name)
 
-    # Fill in each reported block's hash and certificate signers from the regulator's store.
-    with ChainStore.open(observer_node(biz.home) / DATA_DIR, readonly=True) as store:
-        for b in report.blocks:
-            if b["height"] < 1:
-                continue
-            raw_hash, raw_cert = store.block_hash(b["height"]), store.certificate(b["height"])
-            if raw_hash is not None and raw_cert is not None:
-                b["hash"] = raw_hash.hex()
-                b["signers"] = len(decode_certificate(raw_cert).signatures)
+    fill_block_hashes(report, observer_node(biz.home))
     if story is not None:
         report.evidence = _evidence(home, biz, sup, story, anchored, check, say)
     verdicts = {

@@ -592,10 +592,15 @@ class Story:
     def fund(self) -> None:
         """A fund bought by amount and redeemed by units at the NAV of the order's trading day."""
         opening = []
-        for wallet_id in ("W-FUND-CUSTODY", "W-FUND-FEES"):
+        # Custody is held by the bank's custodian, independent of the manager; fees are the
+        # manager's.
+        for wallet_id, owner, holder in (
+            ("W-FUND-CUSTODY", "ccb-custodian", "fund custodian"),
+            ("W-FUND-FEES", "fund-admin", "fund manager"),
+        ):
             commitment, sealed, _ = seal_identity(
                 self.suite,
-                demo_identity("fund manager"),
+                demo_identity(holder),
                 self.keys["ccb-admin"].public_key,
                 self.keys["regulator"].public_key,
             )
@@ -606,7 +611,7 @@ class Story:
                     "open_wallet",
                     {
                         "wallet_id": wallet_id,
-                        "owner": self.addr("fund-admin"),
+                        "owner": self.addr(owner),
                         "kind": "corporate",
                         "category": 1,
                         "identity_commitment": commitment,
@@ -614,7 +619,9 @@ class Story:
                     },
                 )
             )
-        self.must("the fund's custodian bank opens custody and fee wallets", opening)
+        self.must(
+            "the bank opens the custodian's custody wallet and the manager's fee wallet", opening
+        )
         self.must(
             "the fund manager registers fund 519888 (fee 1.5%; redemption within 7 days 1.5%)",
             [
