@@ -314,10 +314,6 @@ def _run(ctx: TxContext, tx: Transaction, sender: Account) -> None:
         raise UnknownMethodError(f"module {tx.module!r} has no method {tx.method!r}")
     try:
         method.handler(ctx, method.parse_args(tx.args))
-        # Events are encoded into the receipt later; find an unencodable one now, while only
-        # this transaction can fail for it.
-        for event in ctx.events:
-            codec.encode(codec.to_cbor(event))
     except ExecutionLimitError as exc:
         raise TxFailure(str(exc)) from exc
     except (codec.CodecError, ArithmeticError, AssertionError) as exc:
@@ -365,11 +361,15 @@ def execute_transactions(
         )
         try:
             _run(ctx, tx, sender)
+            receipt = Receipt(tx_hash, TxStatus.OK, "", "", tuple(ctx.events))
+            try:
+                receipt.encode()  # cached for the receipts root and the store
+            except codec.CodecError as exc:  # an event this transaction cannot record
+                raise UnrepresentableResultError(f"event: {exc}") from exc
         except TxFailure as failure:
             receipt = Receipt(tx_hash, TxStatus.FAILED, failure.code, failure.message, ())
         else:
             writes.update(ctx.writes)
-            receipt = Receipt(tx_hash, TxStatus.OK, "", "", tuple(ctx.events))
         # The nonce advances whether or not the transaction succeeded, so it can't be replayed.
         latest = _load_account(state, writes, tx.sender)
         assert latest is not None  # admission found it, and no method deletes accounts

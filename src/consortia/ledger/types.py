@@ -184,8 +184,18 @@ class Receipt:
     def __post_init__(self) -> None:
         _check_hash("tx_hash", self.tx_hash)
 
-    def encode(self) -> bytes:
+    # Encoded once: for the receipts root, the stored receipt list and the executor's check
+    # that the receipt is representable at all.
+    @cached_property
+    def _encoding(self) -> bytes:
         return codec.encode_struct(self)
+
+    def encode(self) -> bytes:
+        return self._encoding
+
+    def cbor_encoding(self) -> bytes:
+        """Used by the codec when a receipt list includes this receipt."""
+        return self._encoding
 
 
 @dataclass(frozen=True)
