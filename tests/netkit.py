@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from consortia.node.client import NodeUnreachableError, call
-from consortia.node.network_home import NodeConfig, init_network
+from consortia.node.network_home import API_PORT_OFFSET, NodeConfig, init_network
 from consortia.node.supervisor import spawn_node
 
 PASSWORD = "net-test"
@@ -29,9 +29,11 @@ def _ports_free(base: int, count: int) -> bool:
 
 
 def free_base_port(count: int) -> int:
+    """A base of ``count`` free ports whose REST API range (``API_PORT_OFFSET`` above it, one
+    port per node) is free too, for networks that serve the API (the demo's)."""
     start = 20_000 + (os.getpid() * 37) % 20_000
     for base in range(start, 60_000, count + 10):
-        if _ports_free(base, count):
+        if _ports_free(base, count) and _ports_free(base + API_PORT_OFFSET, count // 2 + 1):
             return base
     raise RuntimeError("no free port range")
 
@@ -47,6 +49,7 @@ class LocalNet:
         observers: int = 0,
         standby: int = 0,
         suite: str = "intl",
+        api: bool = False,
     ) -> None:
         self.home = home
         n = validators + observers + standby
@@ -59,6 +62,7 @@ class LocalNet:
             base_port=free_base_port(2 * n),
             password=PASSWORD,
             scrypt_n=1 << 10,
+            api_port_offset=API_PORT_OFFSET if api else None,  # most tests need no REST API
         )
         self.names = [f"validator-{i}" for i in range(validators + standby)] + [
             f"observer-{i}" for i in range(observers)

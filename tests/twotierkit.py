@@ -24,7 +24,7 @@ from consortia.ledger.types import Block, decode_block
 from consortia.modules import anchoring
 from consortia.node.client import NodeUnreachableError, call
 from consortia.node.local import load_genesis
-from consortia.node.network_home import DEFAULT_BASE_PORT, NodeConfig
+from consortia.node.network_home import API_PORT_OFFSET, DEFAULT_BASE_PORT, NodeConfig
 from consortia.node.operations import Operator
 from consortia.node.supervisor import node_homes, spawn_node
 from consortia.node.topology import (
@@ -85,6 +85,10 @@ def free_two_tier_base(chains: int, nodes_per_chain: int) -> int:
             base + n * PORTS_PER_CHAIN + p
             for n in range(chains)
             for p in range(2 * nodes_per_chain)
+        ] + [  # and the REST API ports, when a home has them (the demo's)
+            base + API_PORT_OFFSET + n * PORTS_PER_CHAIN + i
+            for n in range(chains)
+            for i in range(nodes_per_chain)
         ]
         if all(_port_free(port) for port in ports):
             return base
@@ -145,6 +149,7 @@ class TwoTierNet:
             base_port=base,
             password=PASSWORD,
             scrypt_n=SCRYPT_N,
+            api_port_offset=None,  # these tests use the client ports; no REST API processes
         )
         self.nodes: dict[Path, subprocess.Popen[bytes]] = {}
         self.relays: dict[str, subprocess.Popen[bytes]] = {}

@@ -147,16 +147,22 @@ app.add_typer(node_app, name="node")
 def node_start(
     home: Path = HomeOption,
     log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR."),
+    api_port: int | None = typer.Option(
+        None,
+        min=0,
+        max=65535,
+        help="Serve the REST API on this port (0: no API); default: api_port in config.json.",
+    ),
 ) -> None:
     """Start the node in HOME (a node directory made by `consortia init --validators N`).
 
-    Runs until SIGINT/SIGTERM; then closes peers, clients and the store cleanly.
+    Runs until SIGINT/SIGTERM; then closes peers, clients, the REST API and the store cleanly.
     """
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    node = Node(home, password=key_password())
+    node = Node(home, password=key_password(), api_port=api_port)
 
     async def main_async() -> None:
         loop = asyncio.get_running_loop()
@@ -198,7 +204,14 @@ def up(
 
 @app.command()
 def status(home: Path = HomeOption) -> None:
-    """Print, as JSON, each node's height, last block hash and connected peers."""
+    """Print, as JSON, each node's height, last block hash, connected peers and API URL (for a
+    --two-tier home: per chain)."""
+    if is_two_tier(home):
+        topology = Topology.load(home)
+        chains = (topology.supervision, *topology.business)
+        out = {name: network_status(topology.chain_home(name)) for name in chains}
+        console.print_json(json.dumps(out))
+        return
     console.print_json(json.dumps(network_status(home)))
 
 

@@ -5,7 +5,7 @@ Layout (one directory per node, so each node process reads only its own)::
     DIR/genesis.json                   shared genesis (organizations with their CA certificates)
     DIR/accounts/NAME.key              member account keys (encrypted), for clients and the demo
     DIR/orgs/ORG/ca.pem, ca.key        each organization's node CA (the key encrypted)
-    DIR/NODE/config.json               name, organization, role, ports, peers
+    DIR/NODE/config.json               name, organization, role, ports (p2p, client, api), peers
     DIR/NODE/genesis.json              a copy of the shared genesis
     DIR/NODE/validator.key             the node's consensus key (validators only, encrypted)
     DIR/NODE/tls/cert.pem, key.pem     the node's TLS certificate from its organization's CA
@@ -13,6 +13,18 @@ Layout (one directory per node, so each node process reads only its own)::
 
 Validators are spread over the market institutions (exchange, brokers, bank, then extra member
 firms); observers are run by the regulator, which follows every block and never votes.
+
+Ports, from ``base_port`` (B) for node i of the N nodes (validators, standby, then observers)::
+
+    p2p     B + 2i          client  B + 2i + 1          REST API  B + API_PORT_OFFSET + i
+
+so one chain's peer and client ports fill B .. B + 2N - 1, and its API ports
+B + 1000 .. B + 1000 + N - 1. A two-tier home (``node/topology.py``) places chain k (0 the
+supervision chain, 1..9 business chains) at B + k * PORTS_PER_CHAIN (100): every chain's peer
+and client ports then lie in B .. B + 999 and its API ports in B + 1000 + 100k .. — disjoint from
+each other and from every chain's peer ports as long as a chain has at most 50 nodes (the
+layout already needs 2N <= 100 for the peer ports not to run into the next chain's).
+``api_port_offset=None`` leaves the API off (``api_port`` 0) in every node's config.
 """
 
 from __future__ import annotations
@@ -48,6 +60,8 @@ VALIDATOR_ORGS = ("exchange", "broker-a", "broker-b", "bank-ccb")
 OBSERVER_ORG = "csrc"
 DEFAULT_BASE_PORT = 26_600
 MAX_NODES = 64
+API_PORT_OFFSET = 1_000
+MAX_PORT = 65_535
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,7 @@ class NodeConfig:
     p2p_port: int
     client_port: int
     peers: tuple[PeerConfig, ...]
+    api_port: int = 0  # REST API (HTTP) port; 0: no API. Absent from pre-API config files.
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -78,7 +93,11 @@ class NodeConfig:
         try:
             raw = json.loads(path.read_text())
             peers = tuple(PeerConfig(**p) for p in raw.pop("peers"))
-            return cls(peers=peers, **raw)
+            config = cls(peers=peers, **raw)
+            port = config.api_port
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= MAX_PORT:
+                raise ValueError(f"api_port must be 0 (off) or a TCP port, not {config.api_port!r}")
+            return config
         except FileNotFoundError as exc:
             raise NodeError(
                 f"{path} not found: is {node_home} a node home from `consortia init`?"
@@ -107,18 +126,26 @@ def init_network(
     accounts: Sequence[AccountSpec] = DEFAULT_ACCOUNTS,
     validator_orgs: Sequence[str] = VALIDATOR_ORGS,
     observer_org: str = OBSERVER_ORG,
+    api_port_offset: int | None = API_PORT_OFFSET,
 ) -> Genesis:
     """Create a local network of ``validators`` + ``observers`` nodes under ``home``.
 
     ``standby`` extra validator nodes get consensus keys but are not in the genesis set: they
     follow the chain until governance adds them (and vote from then on). ``tier``, ``orgs``,
     ``accounts``, ``validator_orgs`` (which organization runs validator i) and ``observer_org``
-    default to the business consortium; the supervision chain passes its own.
+    default to the business consortium; the supervision chain passes its own. Node i's REST
+    API gets port ``base_port + api_port_offset + i`` (None: no API); see the module docstring.
     """
     if not 1 <= validators <= MAX_NODES or not 0 <= observers + standby <= MAX_NODES:
         raise NodeError(f"between 1 and {MAX_NODES} validators and at most {MAX_NODES} observers")
     if (home / GENESIS_FILE).exists():
         raise NodeError(f"{home / GENESIS_FILE} already exists; choose another --home")
+    n_nodes = validators + standby + observers
+    if api_port_offset is not None and base_port + api_port_offset + n_nodes - 1 > MAX_PORT:
+        raise NodeError(
+            f"API ports up to {base_port + api_port_offset + n_nodes - 1} exceed {MAX_PORT}:"
+            " choose a lower base port"
+        )
     suite = get_suite(suite_name)
     password = password if password is not None else key_password()
     home.mkdir(parents=True, exist_ok=True)
@@ -159,6 +186,10 @@ def init_network(
 
     genesis_validators: list[GenesisValidator] = []
     ports = {name: base_port + 2 * i for i, (name, _, _) in enumerate(nodes)}
+    api_ports = {
+        name: 0 if api_port_offset is None else base_port + api_port_offset + i
+        for i, (name, _, _) in enumerate(nodes)
+    }
     for name, org_id, role in nodes:
         node_dir = home / name
         (node_dir / TLS_DIR).mkdir(parents=True, exist_ok=True)
@@ -180,6 +211,7 @@ def init_network(
             p2p_port=ports[name],
             client_port=ports[name] + 1,
             peers=tuple(PeerConfig(p, "127.0.0.1", ports[p]) for p, _, _ in nodes if p != name),
+            api_port=api_ports[name],
         )
         (node_dir / CONFIG_FILE).write_text(config.to_json())
 

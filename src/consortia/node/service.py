@@ -21,16 +21,22 @@ Client port (plain TCP on 127.0.0.1, same framing; one request → one response)
     block.get {height}    → {block, certificate} (hex-free raw bytes) or an error
     account.get {address} → {ok, address, org_id, roles, nonce, frozen} (committed state) or
                             {ok: false, code: NOT_FOUND}
+    metrics {}            → {ok, text}: the Prometheus exposition (``consortia.node.metrics``)
+
+With ``api_port`` configured (``NodeConfig.api_port`` or ``consortia node start --api-port``)
+the node also serves the REST API (``consortia.api``, incl. ``GET /metrics``) with uvicorn on
+its own event loop; without the API's dependencies it logs why and runs without it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +93,7 @@ from consortia.net import frames, pki
 from consortia.net.transport import NetConfig, PeerAddress, PeerNetwork, Received
 from consortia.node.local import DATA_DIR, load_genesis, restore_state, store_block
 from consortia.node.mempool import Mempool, MempoolError
+from consortia.node.metrics import NodeMetrics
 from consortia.node.network_home import TLS_DIR, VALIDATOR_KEY_FILE, NodeConfig
 from consortia.node.signer import DoubleSignError, DoubleSignGuard, Lock, SignStep
 from consortia.storage import ChainStore
@@ -136,10 +143,13 @@ class Node:
         params: NodeParams | None = None,
         consensus: ConsensusParams | None = None,
         clock_ms: Callable[[], int] = _clock_ms,
+        api_port: int | None = None,
     ) -> None:
+        """``api_port`` overrides the configured REST API port (0: no API)."""
         self.home = home
         self.params = params or NodeParams()
         self.config = NodeConfig.load(home)
+        self.api_port = self.config.api_port if api_port is None else api_port
         self.genesis = load_genesis(home)
         self.suite: Suite = get_suite(self.genesis.suite)
         self.chain_id = self.genesis.chain_id
@@ -174,6 +184,9 @@ class Node:
         self._client_server: asyncio.Server | None = None
         self._client_count = 0
         self._pending_new_height: asyncio.TimerHandle | None = None
+        self._height_started = time.monotonic()
+        self._api_server: Any = None  # a uvicorn.Server while the REST API runs
+        self.metrics = self._make_metrics()
 
     # -----------------------------------------------------------------------------------------
     # Setup
@@ -197,6 +210,20 @@ class Node:
         )
         return PeerNetwork(config, creds, trust, revocations)
 
+    def _make_metrics(self) -> NodeMetrics:
+        m = NodeMetrics(
+            chain_id=self.chain_id,
+            node=self.config.node_name,
+            org=self.config.org_id,
+            role=self.config.role,
+        )
+        # Read when rendered, so the hot path never touches them.
+        m.height.set_function(lambda: self.height)
+        m.round.set_function(lambda: self.core.round)
+        m.mempool_size.set_function(lambda: len(self.mempool))
+        m.peers.set_function(lambda: len(self.net.peers()))
+        return m
+
     @property
     def height(self) -> int:
         return self.state.height
@@ -219,6 +246,7 @@ class Node:
             self.net.listen_port,
             self.config.client_port,
         )
+        api_task = self._start_api() if self.api_port else None  # imports before consensus runs
         self._start_height(resume=True)
         tasks = [
             asyncio.create_task(self._receive_loop(), name="receive"),
@@ -227,6 +255,8 @@ class Node:
         try:
             await self._stopping.wait()
         finally:
+            if api_task is not None:
+                await self._stop_api(api_task)
             for t in tasks:
                 t.cancel()
             for t in tasks:
@@ -241,6 +271,65 @@ class Node:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _start_api(self) -> asyncio.Task[None] | None:
+        """Serve the REST API (``consortia.api``) with uvicorn on this event loop, if it and
+        its dependencies are installed; otherwise log why and run without it."""
+        try:
+            import uvicorn  # noqa: PLC0415 (loaded only when the node serves the API)
+
+            create_app = importlib.import_module("consortia.api.app").create_app
+            backend_class = importlib.import_module("consortia.api.backend").NodeBackend
+        except (ImportError, AttributeError) as exc:
+            log.error(
+                "REST API on port %d disabled: %s (it needs consortia.api, fastapi and uvicorn)",
+                self.api_port,
+                exc,
+            )
+            return None
+
+        class EmbeddedServer(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Generator[None, None, None]:
+                yield  # the node owns SIGINT/SIGTERM and stops the API itself
+
+        try:
+            app = create_app(backend_class(self))
+            server = EmbeddedServer(
+                uvicorn.Config(
+                    app,
+                    host=self.config.host,
+                    port=self.api_port,
+                    log_level="warning",
+                    lifespan="off",
+                )
+            )
+        except Exception:  # a broken API must not take consensus down with it
+            log.exception("REST API on port %d disabled: it failed to build", self.api_port)
+            return None
+        self._api_server = server
+        return asyncio.create_task(self._serve_api(server), name="api")
+
+    async def _serve_api(self, server: Any) -> None:
+        log.info("REST API on http://%s:%d", self.config.host, self.api_port)
+        try:
+            await server.serve()
+        except SystemExit:
+            # uvicorn exits the process when it cannot bind; the node keeps running without it.
+            log.error("REST API could not start on %s:%d", self.config.host, self.api_port)
+        except Exception:
+            log.exception("REST API on port %d failed", self.api_port)
+
+    async def _stop_api(self, task: asyncio.Task[None]) -> None:
+        if self._api_server is not None:
+            self._api_server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=5.0)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._api_server = None
 
     def _start_height(self, *, resume: bool = False) -> None:
         height = self.height + 1
@@ -259,6 +348,7 @@ class Node:
                     )
                 else:
                     res = Resume(round=last.round)
+        self._height_started = time.monotonic()
         self._run(NewHeight(height, self.state.validators, self.state.next_validators, res))
         if res is not None and self.guard is not None and self.guard.last is not None:
             # Our votes of this height may never have left before the crash: re-send them, and
@@ -445,6 +535,10 @@ class Node:
             and self.state.tree.get(evidence_key(self.suite, ev)) is None
         ]
         self.mempool.update(self.state, committed_hashes)
+        self.metrics.committed_blocks.inc(via=via)
+        self.metrics.committed_txs.inc(len(committed_hashes))
+        if via == "consensus":
+            self.metrics.commit_latency.observe(time.monotonic() - self._height_started)
         self.net.set_height(self.height)
         self.net.broadcast(frames.Message(MSG_STATUS, {"height": self.height}))
         for tx_hash, receipt in zip(committed_hashes, applied.receipts, strict=True):
@@ -686,6 +780,8 @@ class Node:
             }
         if msg.type == "account.get":
             return self._account_reply(body.get("address"))
+        if msg.type == "metrics":
+            return {"ok": True, "text": self.metrics.render()}
         if msg.type == "state.get":
             return self._state_reply(body.get("key"))
         return {
@@ -737,10 +833,12 @@ class Node:
         admitted: list[bytes] = []
         futures: dict[int, asyncio.Future[dict[str, Any]]] = {}
         loop = asyncio.get_running_loop()
+        self.metrics.tx_submitted.inc(len(raws))
         for i, raw in enumerate(raws):
             try:
                 tx_hash = self.mempool.add_raw(raw, self.state)
             except MempoolError as exc:
+                self.metrics.tx_rejected.inc(code=exc.code)
                 replies.append({"ok": False, "code": exc.code, "message": str(exc)})
                 continue
             admitted.append(raw)
@@ -785,4 +883,5 @@ class Node:
             "evidence": len(self.evidence),
             "signature_cache": {"hits": self.sig_cache.hits, "misses": self.sig_cache.misses},
             "validators": [v.address.hex() for v in self.state.validators.validators],
+            "api": f"http://{self.config.host}:{self.api_port}" if self.api_port else None,
         }

@@ -146,13 +146,22 @@ def supervise(
     return 0
 
 
+def api_url(config: NodeConfig) -> str | None:
+    """The node's configured REST API base URL, or None when it serves none."""
+    return f"http://{config.host}:{config.api_port}" if config.api_port else None
+
+
 async def _status_of(node_home: Path, timeout_s: float) -> dict[str, Any]:
+    """One node's status; ``api`` is the URL the node reports (a ``--api-port`` override
+    included), or, from an older node or one that does not answer, its configured URL."""
     config = NodeConfig.load(node_home)
     try:
         reply = await request(config.host, config.client_port, "status", timeout_s=timeout_s)
     except (NodeUnreachableError, OSError) as exc:
-        return {"node": config.node_name, "ok": False, "error": str(exc)}
+        return {"node": config.node_name, "ok": False, "api": api_url(config), "error": str(exc)}
     reply.pop("ok", None)
+    if "api" not in reply:
+        reply["api"] = api_url(config)
     return {"ok": True, **reply}
 
 

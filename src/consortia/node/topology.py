@@ -36,7 +36,7 @@ from consortia.execution.genesis import Genesis
 from consortia.modules import anchoring, supervision
 from consortia.node.home import key_password
 from consortia.node.local import ACCOUNTS_DIR, NodeError, load_genesis
-from consortia.node.network_home import DEFAULT_BASE_PORT, init_network
+from consortia.node.network_home import API_PORT_OFFSET, DEFAULT_BASE_PORT, init_network
 from consortia.node.operations import Operator
 from consortia.node.supervisor import network_status, node_homes
 
@@ -93,8 +93,10 @@ def init_two_tier(
     base_port: int = DEFAULT_BASE_PORT,
     password: str | None = None,
     scrypt_n: int = 1 << 15,
+    api_port_offset: int | None = API_PORT_OFFSET,
 ) -> Topology:
-    """Lay out a supervision chain and ``business_chains`` business chains under ``home``."""
+    """Lay out a supervision chain and ``business_chains`` business chains under ``home``
+    (each node's REST API on ``api_port_offset`` above its chain's base port; None: no API)."""
     if not 1 <= business_chains <= 9:
         raise NodeError("between 1 and 9 business chains")
     if (home / TOPOLOGY_FILE).exists():
@@ -111,6 +113,7 @@ def init_two_tier(
         base_port=base_port,
         password=password,
         scrypt_n=scrypt_n,
+        api_port_offset=api_port_offset,
         tier="supervision",
         orgs=SUPERVISION_ORGS,
         accounts=(*SUPERVISION_ACCOUNTS, *relayers),
@@ -127,6 +130,7 @@ def init_two_tier(
             base_port=base_port + n * PORTS_PER_CHAIN,
             password=password,
             scrypt_n=scrypt_n,
+            api_port_offset=api_port_offset,
         )
     topology = Topology(home, SUPERVISION_DIR, names)
     (home / TOPOLOGY_FILE).write_text(topology.to_json())

@@ -1,0 +1,6 @@
+"""consortia's REST API (FastAPI): see ``consortia.api.app`` and docs/api.md."""
+
+from consortia.api.app import ApiSettings, create_app
+from consortia.api.backend import ApiBackend, LocalBackend, NodeBackend, StateRead
+
+__all__ = ["ApiBackend", "ApiSettings", "LocalBackend", "NodeBackend", "StateRead", "create_app"]

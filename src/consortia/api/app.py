@@ -1,0 +1,512 @@
+"""The REST API (first slice): public chain reads, typed record reads, transaction submission.
+
+``create_app(backend)`` returns a FastAPI application over any ``ApiBackend`` (a running node or a
+``LocalChain``). Everything is versioned under ``/v1`` and speaks JSON; byte strings are lowercase
+hex. OpenAPI is at ``/openapi.json`` and interactive docs at ``/docs``; operations endpoints are
+``/metrics`` (Prometheus text), ``/healthz`` and ``/readyz``.
+
+Errors are RFC 9457 problem details (``application/problem+json``) with ``type``, ``title``,
+``status``, ``detail`` and ``code``, the stable error code (a mempool admission code such as
+``BAD_SIGNATURE`` or ``STALE_NONCE``, or ``NOT_FOUND``, ``BAD_REQUEST``, ``PAYLOAD_TOO_LARGE``,
+``RATE_LIMITED``, ``INTERNAL_ERROR``, ...) — for every error, FastAPI's validation errors and
+unknown routes included; an unexpected exception is logged and answered with ``INTERNAL_ERROR``,
+never a traceback. Request bodies are limited (read and counted before any parsing) and each
+client address has a token bucket.
+
+Scope of this slice: only data the node's client port already serves to members is exposed, and
+sealed identities (``sealed_identity`` fields of wallets, investors and their transactions) are
+never returned; raw state reads of records that carry them are refused (``PRIVATE_RECORD``).
+**Next slice:** authentication of private reads (request signatures with the account's key, or
+mutual TLS for institutions) and role-based authorization (an investor sees only their own
+accounts and wallets, an institution its customers, the regulator everything); event streams;
+evidence export; funds, policies and alerts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, is_dataclass
+from enum import Enum
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from consortia import codec
+from consortia.api.backend import ApiBackend, StateRead
+from consortia.modules import anchoring, ecny, registry, securities
+
+log = logging.getLogger("consortia.api")
+
+PROBLEM_JSON = "application/problem+json"
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MAX_STATE_KEY = 1024  # as the node's client port
+MAX_HASH_BYTES = 64
+# Record fields never returned (sealed to the operator/broker and the regulator).
+PRIVATE_FIELDS = frozenset({"sealed_identity"})
+# Raw state reads of these records would hand out sealed identities: refused in this slice.
+PRIVATE_PREFIXES = (b"ecny/wallet/", b"investors/investor/")
+
+# HTTP status for each mempool admission code (anything else refused: 400).
+ADMISSION_STATUS = {
+    "MALFORMED_TRANSACTION": 400,
+    "WRONG_CHAIN": 400,
+    "UNKNOWN_SENDER": 400,
+    "BAD_SIGNATURE": 400,
+    "TRANSACTION_TOO_LARGE": 413,
+    "STALE_NONCE": 409,
+    "NONCE_TOO_FAR": 409,
+    "NONCE_TAKEN": 409,
+    "DUPLICATE_TRANSACTION": 409,
+    "SENDER_QUOTA_EXCEEDED": 429,
+    "MEMPOOL_FULL": 503,
+}
+TITLES = {
+    400: "Bad request",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Payload too large",
+    429: "Too many requests",
+    500: "Internal error",
+    503: "Service unavailable",
+}
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    max_body_bytes: int = 256 * 1024
+    rate_per_s: float = 50.0  # token refill per client address
+    burst: int = 100  # bucket size
+    max_clients_tracked: int = 10_000
+
+
+# ---------------------------------------------------------------------------------------------
+# Problems
+
+
+class ApiProblem(Exception):
+    """Raised by a route: answered as a problem detail."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+def problem(
+    status: int, code: str, detail: str, *, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    body = {
+        "type": f"urn:consortia:error:{code}",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+class _TokenBuckets:
+    def __init__(self, rate: float, burst: int, max_clients: int) -> None:
+        self.rate, self.burst, self.max_clients = rate, float(burst), max_clients
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, client: str) -> bool:
+        now = time.monotonic()
+        tokens, last = self._buckets.get(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens < 1.0:
+            self._buckets[client] = (tokens, now)
+            return False
+        if client not in self._buckets and len(self._buckets) >= self.max_clients:
+            self._buckets.clear()  # crude but bounded: a forgotten client starts full
+        self._buckets[client] = (tokens - 1.0, now)
+        return True
+
+
+class Guard:
+    """Outermost ASGI layer: rate limit, body size limit (before parsing), and a catch-all that
+    turns an unexpected exception into an ``INTERNAL_ERROR`` problem (logged, no traceback)."""
+
+    def __init__(self, app: ASGIApp, settings: ApiSettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.buckets = _TokenBuckets(
+            settings.rate_per_s, settings.burst, settings.max_clients_tracked
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        host = str(client[0]) if client else "unknown"
+        if not self.buckets.take(host):
+            await problem(
+                429,
+                "RATE_LIMITED",
+                "too many requests from this client; slow down",
+                headers={"Retry-After": "1"},
+            )(scope, receive, send)
+            return
+        limit = self.settings.max_body_bytes
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                await problem(400, "BAD_REQUEST", "invalid Content-Length")(scope, receive, send)
+                return
+            if size > limit:
+                await self._too_large(scope, receive, send)
+                return
+        chunks: list[bytes] = []
+        total = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > limit:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = bool(message.get("more_body", False))
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, replay, watch)
+        except Exception:
+            log.exception("unhandled error serving %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            await problem(500, "INTERNAL_ERROR", "internal error; see the node's log")(
+                scope, receive, send
+            )
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await problem(
+            413,
+            "PAYLOAD_TOO_LARGE",
+            f"request body exceeds {self.settings.max_body_bytes} bytes",
+        )(scope, receive, send)
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON views
+
+
+def jsonable(value: Any) -> Any:
+    """Dataclasses → objects (private fields dropped), bytes → lowercase hex, enums → names."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, Enum):
+        return value.name
+    if isinstance(value, bool | int | str | None):
+        return value
+    if is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: jsonable(getattr(value, f.name))
+            for f in fields(value)
+            if f.name not in PRIVATE_FIELDS
+        }
+    if isinstance(value, dict):
+        return {
+            (k.hex() if isinstance(k, bytes) else str(k)): jsonable(v)
+            for k, v in value.items()
+            if k not in PRIVATE_FIELDS
+        }
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return str(value)
+
+
+def _hex(text: str, what: str, *, max_bytes: int) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise ApiProblem(400, "BAD_REQUEST", f"{what} must be hex") from None
+    if not 1 <= len(raw) <= max_bytes:
+        raise ApiProblem(400, "BAD_REQUEST", f"{what} must be 1..{max_bytes} bytes")
+    return raw
+
+
+def _proven(read: StateRead, *, with_value: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "key": read.key.hex(),
+        "height": read.height,
+        "state_root": read.state_root.hex(),
+        "proof": read.proof.hex(),
+    }
+    if with_value:
+        out["value"] = None if read.value is None else read.value.hex()
+    return out
+
+
+def _record(
+    backend: ApiBackend, key: bytes, cls: type[Any], what: str, *, with_value: bool = True
+) -> dict[str, Any]:
+    if len(key) > MAX_STATE_KEY:
+        raise ApiProblem(400, "BAD_REQUEST", f"state key longer than {MAX_STATE_KEY} bytes")
+    read = backend.state_value(key)
+    if read.value is None:
+        raise ApiProblem(404, "NOT_FOUND", f"no {what}")
+    record = codec.decode_struct(cls, read.value)
+    return {**_proven(read, with_value=with_value), "record": jsonable(record)}
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with the stable error ``code``."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+
+
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "description": f"{TITLES[status]} (problem details)"}
+    for status in (400, 404, 413, 429, 500)
+}
+
+
+class SubmitRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tx: StrictStr
+    wait: StrictBool = False
+
+
+# ---------------------------------------------------------------------------------------------
+# The application
+
+
+def create_app(backend: ApiBackend, settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or ApiSettings()
+    app = FastAPI(
+        title="consortia",
+        version="1",
+        description="A permissioned two-tier consortium blockchain: public reads and "
+        "transaction submission. Errors are RFC 9457 problem details with a stable `code`.",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+        responses=_PROBLEMS,
+    )
+    app.add_middleware(Guard, settings=settings)
+
+    @app.exception_handler(ApiProblem)
+    async def _api_problem(request: Request, exc: ApiProblem) -> Response:
+        return problem(exc.status, exc.code, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        parts = []
+        for err in exc.errors()[:10]:
+            loc = ".".join(str(p) for p in err.get("loc", ()))
+            parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+        return problem(400, "BAD_REQUEST", "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+        code = codes.get(exc.status_code, f"HTTP_{exc.status_code}")
+        detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "")
+        if exc.status_code == 404:
+            detail = f"no such resource: {request.url.path}"
+        return problem(exc.status_code, code, detail, headers=exc.headers)
+
+    # -- operations ----------------------------------------------------------------------------
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, Any]:
+        """The process is alive and serving."""
+        return {"ok": True}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> Response:
+        """Ready once at least one block is committed (503 problem before)."""
+        height = backend.head_height()
+        if height < 1:
+            return problem(503, "NOT_READY", "no block committed yet")
+        return JSONResponse({"ok": True, "height": height})
+
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    async def metrics() -> Response:
+        """Prometheus text exposition format 0.0.4."""
+        return Response(backend.metrics_text(), media_type=METRICS_CONTENT_TYPE)
+
+    # -- chain ---------------------------------------------------------------------------------
+
+    @app.get("/v1/status", tags=["chain"])
+    async def status() -> dict[str, Any]:
+        """Chain id, suite, head height, last block hash, state root and the node's public facts."""
+        state = backend.head()
+        return {
+            **backend.info(),
+            "chain_id": state.chain_id,
+            "suite": state.suite_name,
+            "height": state.height,
+            "last_block_hash": state.last_block_hash.hex(),
+            "last_time_ms": state.last_time_ms,
+            "state_root": state.state_root.hex(),
+            "validators": [
+                {"address": v.address.hex(), "power": v.power} for v in state.validators.validators
+            ],
+        }
+
+    @app.get("/v1/blocks/{height}", tags=["chain"])
+    async def get_block(height: int) -> dict[str, Any]:
+        """A committed block: header fields, transaction hashes and its certificate's signers."""
+        block = backend.block(height)
+        cert = backend.certificate(height)
+        if block is None or cert is None:
+            raise ApiProblem(404, "NOT_FOUND", f"no block {height}")
+        suite = backend.suite
+        return {
+            "height": height,
+            "hash": cert.block_hash.hex(),
+            "header": jsonable(block.header),
+            "transactions": [tx.hash(suite).hex() for tx in block.transactions],
+            "evidence": len(block.evidence),
+            "certificate": {
+                "round": cert.round,
+                "signers": [s.validator.hex() for s in cert.signatures],
+            },
+            "last_commit_signers": (
+                []
+                if block.last_commit is None
+                else [s.validator.hex() for s in block.last_commit.signatures]
+            ),
+        }
+
+    @app.get("/v1/blocks/{height}/certificate", tags=["chain"])
+    async def get_certificate(height: int) -> dict[str, Any]:
+        """The commit certificate of block ``height`` (decoded, and its canonical bytes)."""
+        cert = backend.certificate(height)
+        if cert is None:
+            raise ApiProblem(404, "NOT_FOUND", f"no certificate for block {height}")
+        return {**jsonable(cert), "encoded": cert.encode().hex()}
+
+    @app.get("/v1/tx/{tx_hash}", tags=["chain"])
+    async def get_tx(tx_hash: str) -> dict[str, Any]:
+        """A committed transaction with its receipt (status, code, events), height and position."""
+        h = _hex(tx_hash, "transaction hash", max_bytes=MAX_HASH_BYTES)
+        found = backend.find_tx(h)
+        if found is None:
+            raise ApiProblem(404, "NOT_FOUND", f"no committed transaction {h.hex()}")
+        height, index = found
+        block = backend.block(height)
+        receipts = backend.receipts(height)
+        if block is None or receipts is None or index >= len(block.transactions):
+            raise ApiProblem(404, "NOT_FOUND", f"no committed transaction {h.hex()}")
+        tx = block.transactions[index]
+        return {
+            "tx_hash": h.hex(),
+            "height": height,
+            "index": index,
+            "transaction": jsonable(tx),
+            "receipt": jsonable(receipts[index]),
+        }
+
+    @app.get("/v1/state/{key_hex}", tags=["state"])
+    async def get_state(key_hex: str) -> dict[str, Any]:
+        """A raw state value at the head with its (non-)membership proof and the state root."""
+        key = _hex(key_hex, "state key", max_bytes=MAX_STATE_KEY)
+        if key.startswith(PRIVATE_PREFIXES):
+            raise ApiProblem(
+                403, "PRIVATE_RECORD", "this record carries a sealed identity; use the typed read"
+            )
+        return _proven(backend.state_value(key))
+
+    # -- typed reads ---------------------------------------------------------------------------
+
+    @app.get("/v1/accounts/{address_hex}", tags=["records"])
+    async def get_account(address_hex: str) -> dict[str, Any]:
+        """A registry account (organization, roles, next nonce, frozen) at the head."""
+        address = _hex(address_hex, "address", max_bytes=64)
+        return _record(backend, registry.account_key(address), registry.Account, "account")
+
+    @app.get("/v1/holdings/{code}/{account_id}", tags=["records"])
+    async def get_holding(code: str, account_id: str) -> dict[str, Any]:
+        """One securities account's position in one security."""
+        key = securities.holding_key(code, account_id)
+        return _record(backend, key, securities.Holding, "holding")
+
+    @app.get("/v1/wallets/{wallet_id}", tags=["records"])
+    async def get_wallet(wallet_id: str) -> dict[str, Any]:
+        """An e-CNY wallet, without its sealed identity (and so without the raw value)."""
+        key = ecny.wallet_key(wallet_id)
+        return _record(backend, key, ecny.Wallet, "wallet", with_value=False)
+
+    @app.get("/v1/anchors/{chain_id}", tags=["records"])
+    async def get_anchor(chain_id: str) -> dict[str, Any]:
+        """Supervision chain: a registered business chain and its last anchored header."""
+        key = anchoring.chain_key(chain_id)
+        return _record(backend, key, anchoring.AnchoredChain, "anchored chain")
+
+    # -- submission ----------------------------------------------------------------------------
+
+    @app.post("/v1/tx", tags=["transactions"])
+    async def submit(req: SubmitRequest) -> Response:
+        """Submit one signed transaction (canonical encoding, hex); ``wait`` for its receipt.
+
+        200: committed (``ok`` tells whether it succeeded, ``code`` why not); 202: admitted, not
+        yet committed; 4xx problem: refused at admission (nothing changed)."""
+        raw = _hex(req.tx, "tx", max_bytes=settings.max_body_bytes)
+        reply = (await backend.submit([raw], req.wait))[0]
+        out = jsonable(reply)
+        if "height" in reply:
+            return JSONResponse(out)
+        if reply.get("ok") or reply.get("code") == "NOT_COMMITTED_IN_TIME":
+            return JSONResponse(out, status_code=202)
+        code = str(reply.get("code", "TRANSACTION_REJECTED"))
+        return problem(ADMISSION_STATUS.get(code, 400), code, str(reply.get("message", "")))
+
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI documents validation errors as 422; this API answers them with a 400 problem."""
+        if app.openapi_schema is None:
+            schema = plain_openapi()
+            for item in schema.get("paths", {}).values():
+                for operation in item.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+        return app.openapi_schema or plain_openapi()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+__all__ = ["ApiProblem", "ApiSettings", "Guard", "create_app", "jsonable", "problem"]
