@@ -13,25 +13,25 @@ unknown routes included; an unexpected exception is logged and answered with ``I
 never a traceback. Request bodies are limited (read and counted before any parsing) and each
 client address has a token bucket.
 
-Scope of this slice: only data the node's client port already serves to members is exposed, and
-sealed identities (``sealed_identity`` fields of wallets, investors and their transactions) are
+Sealed identities (``sealed_identity`` fields of wallets, investors and their transactions) are
 never returned; raw state reads of records that carry them are refused (``PRIVATE_RECORD``).
-**Next slice:** authentication of private reads (request signatures with the account's key, or
-mutual TLS for institutions) and role-based authorization (an investor sees only their own
-accounts and wallets, an institution its customers, the regulator everything); event streams;
-evidence export; funds, policies and alerts.
+Private reads (``/v1/investors/{id}``, ``/v1/wallets/{id}/private``) need a request signed with a
+registry account's key (``consortia.api.auth``; 401 problems) and are authorized by role
+(``consortia.api.private``; 403 ``FORBIDDEN``): the investor / wallet owner, its broker or operator
+bank, the regulator. Public chain data stays open. Not yet: mutual TLS for institutions, event
+streams, evidence export, funds, policies and alerts.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from enum import Enum
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
@@ -39,8 +39,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consortia import codec
+from consortia.api.auth import AuthError, RequestAuthenticator
 from consortia.api.backend import ApiBackend, StateRead
-from consortia.modules import anchoring, ecny, registry, securities
+from consortia.api.private import (
+    HoldingsIndex,
+    investor_access,
+    is_regulator,
+    load_account,
+    read_context,
+    wallet_access,
+)
+from consortia.execution.state import ChainState
+from consortia.modules import anchoring, ecny, investors, registry, securities
 
 log = logging.getLogger("consortia.api")
 
@@ -69,6 +79,7 @@ ADMISSION_STATUS = {
 }
 TITLES = {
     400: "Bad request",
+    401: "Unauthorized",
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
@@ -86,6 +97,8 @@ class ApiSettings:
     rate_per_s: float = 50.0  # token refill per client address
     burst: int = 100  # bucket size
     max_clients_tracked: int = 10_000
+    auth_window_ms: int = 60_000  # a signed request's timestamp may be this far off the clock
+    max_replay_entries: int = 100_000  # signed requests remembered (within the window)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,6 +284,13 @@ def _proven(read: StateRead, *, with_value: bool = True) -> dict[str, Any]:
     return out
 
 
+def _read_at(state: ChainState, key: bytes) -> StateRead:
+    """``key`` in one head snapshot, with its proof (value, proof, root, height belong together)."""
+    return StateRead(
+        key, state.tree.get(key), state.tree.prove(key).to_bytes(), state.state_root, state.height
+    )
+
+
 def _record(
     backend: ApiBackend, key: bytes, cls: type[Any], what: str, *, with_value: bool = True
 ) -> dict[str, Any]:
@@ -299,6 +319,20 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
+_PRIVATE_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": Problem,
+        "description": "Unauthorized: AUTH_REQUIRED, BAD_REQUEST_SIGNATURE, STALE_REQUEST, "
+        "REPLAYED_REQUEST, UNKNOWN_ACCOUNT (problem details)",
+    },
+    403: {"model": Problem, "description": "FORBIDDEN: not this caller's record (problem details)"},
+}
+
+
+def _wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 class SubmitRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -310,8 +344,19 @@ class SubmitRequest(BaseModel):
 # The application
 
 
-def create_app(backend: ApiBackend, settings: ApiSettings | None = None) -> FastAPI:
+def create_app(
+    backend: ApiBackend,
+    settings: ApiSettings | None = None,
+    *,
+    clock_ms: Callable[[], int] = _wall_clock_ms,
+) -> FastAPI:
+    """The API over ``backend``. ``clock_ms`` is the wall clock signed requests are checked
+    against (the API is an edge: wall clock, not block time)."""
     settings = settings or ApiSettings()
+    authenticator = RequestAuthenticator(
+        window_ms=settings.auth_window_ms, max_replay_entries=settings.max_replay_entries
+    )
+    holdings_index = HoldingsIndex()
     app = FastAPI(
         title="consortia",
         version="1",
@@ -327,6 +372,30 @@ def create_app(backend: ApiBackend, settings: ApiSettings | None = None) -> Fast
     @app.exception_handler(ApiProblem)
     async def _api_problem(request: Request, exc: ApiProblem) -> Response:
         return problem(exc.status, exc.code, exc.detail)
+
+    @app.exception_handler(AuthError)
+    async def _auth_problem(request: Request, exc: AuthError) -> Response:
+        headers = {"WWW-Authenticate": "Consortia-Signature"} if exc.status == 401 else None
+        return problem(exc.status, exc.code, exc.detail, headers=headers)
+
+    async def caller(request: Request) -> registry.Account:
+        """The registry account that signed this request (401 problem otherwise)."""
+        state = backend.head()
+        target = request.scope.get("raw_path") or request.url.path.encode()
+        path = target.decode("latin-1")
+        query = request.scope.get("query_string") or b""
+        if query:
+            path += "?" + query.decode("latin-1")
+        return authenticator.authenticate(
+            suite=state.suite,
+            chain_id=state.chain_id,
+            lookup=lambda address: load_account(state, address),
+            method=request.method,
+            path=path,
+            headers=request.headers,
+            body=await request.body(),
+            now_ms=clock_ms(),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -473,6 +542,78 @@ def create_app(backend: ApiBackend, settings: ApiSettings | None = None) -> Fast
         """Supervision chain: a registered business chain and its last anchored header."""
         key = anchoring.chain_key(chain_id)
         return _record(backend, key, anchoring.AnchoredChain, "anchored chain")
+
+    # -- private reads (signed requests, role-based) ---------------------------------------------
+
+    def forbidden(what: str) -> ApiProblem:
+        return ApiProblem(403, "FORBIDDEN", f"this account may not read {what}")
+
+    @app.get("/v1/investors/{investor_id}", tags=["private"], responses=_PRIVATE_PROBLEMS)
+    async def get_investor(
+        investor_id: str, acct: registry.Account = Depends(caller)
+    ) -> dict[str, Any]:
+        """An investor (without its sealed identity), its securities accounts and their holdings.
+
+        Signed request required. Allowed: the investor's own account, a broker account of the
+        investor's broker organization, the regulator (403 ``FORBIDDEN`` otherwise, unknown ids
+        included; 404 only for the regulator)."""
+        state = backend.head()
+        what = f"investor {investor_id!r}"
+        if len(investor_id.encode()) > MAX_STATE_KEY // 2:
+            raise ApiProblem(400, "BAD_REQUEST", "investor id too long")
+        raw = state.tree.get(investors.investor_key(investor_id))
+        if raw is None:
+            raise (
+                ApiProblem(404, "NOT_FOUND", f"no {what}")
+                if is_regulator(acct)
+                else forbidden(what)
+            )
+        inv = codec.decode_struct(investors.Investor, raw)
+        access = investor_access(read_context(state), acct, inv)
+        if access is None:
+            raise forbidden(what)
+        return {
+            **_proven(_read_at(state, investors.investor_key(investor_id)), with_value=False),
+            "access": access,
+            "record": jsonable(inv),
+            "accounts": [
+                {"account": jsonable(sa), "holdings": jsonable(held)}
+                for sa, held in holdings_index.accounts(state, investor_id)
+            ],
+        }
+
+    @app.get("/v1/wallets/{wallet_id}/private", tags=["private"], responses=_PRIVATE_PROBLEMS)
+    async def get_wallet_private(
+        wallet_id: str, acct: registry.Account = Depends(caller)
+    ) -> dict[str, Any]:
+        """A wallet's private view: the record (no sealed identity) with its effective limits
+        and today's spending. Signed request required. Allowed: the owner, an ``operator_bank``
+        account of the wallet's operator bank, the regulator."""
+        state = backend.head()
+        what = f"wallet {wallet_id!r}"
+        if len(wallet_id.encode()) > MAX_STATE_KEY // 2:
+            raise ApiProblem(400, "BAD_REQUEST", "wallet id too long")
+        raw = state.tree.get(ecny.wallet_key(wallet_id))
+        if raw is None:
+            raise (
+                ApiProblem(404, "NOT_FOUND", f"no {what}")
+                if is_regulator(acct)
+                else forbidden(what)
+            )
+        wallet = codec.decode_struct(ecny.Wallet, raw)
+        ctx = read_context(state)
+        access = wallet_access(ctx, acct, wallet)
+        if access is None:
+            raise forbidden(what)
+        limits = ecny.wallet_limits(ctx, wallet)
+        return {
+            **_proven(_read_at(state, ecny.wallet_key(wallet_id)), with_value=False),
+            "access": access,
+            "record": jsonable(wallet),
+            "limits": jsonable(limits),
+            "day": wallet.day,
+            "day_spent": wallet.day_spent,
+        }
 
     # -- submission ----------------------------------------------------------------------------
 

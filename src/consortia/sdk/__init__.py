@@ -1,0 +1,65 @@
+"""``consortia.sdk``: a typed Python client of a consortia node's REST API.
+
+::
+
+    from consortia.sdk import Client
+
+    client = Client.from_key_file("http://127.0.0.1:27600", "net/accounts/ccb-admin.key")
+    result = client.ecny.pay(from_wallet="W-CAROL", to_wallet="W-DAN", amount=100)
+    print(result.tx_hash.hex(), result.height, result.events)
+    print(client.holding("000001", "SA-ALICE").balance)  # proof-checked
+
+Operations return a ``TxResult`` once committed or raise an ``SdkError`` with the stable code:
+``RejectedError`` (refused at admission: nothing changed), ``FailedError`` (committed, refused by
+a business rule), ``NotFoundError``, ``ProofError``, ``TransportError``, ...
+"""
+
+from consortia.sdk.client import (
+    Client,
+    EcnyOps,
+    FundsOps,
+    InsuranceOps,
+    ModuleOps,
+    SecuritiesOps,
+    SettlementOps,
+    StateValue,
+    TxEvent,
+    TxResult,
+    as_json,
+    record_from_json,
+)
+from consortia.sdk.errors import (
+    ApiError,
+    FailedError,
+    InvalidArgumentsError,
+    NotCommittedError,
+    NotFoundError,
+    ProofError,
+    RejectedError,
+    SdkError,
+    TransportError,
+)
+
+__all__ = [
+    "ApiError",
+    "Client",
+    "EcnyOps",
+    "FailedError",
+    "FundsOps",
+    "InsuranceOps",
+    "InvalidArgumentsError",
+    "ModuleOps",
+    "NotCommittedError",
+    "NotFoundError",
+    "ProofError",
+    "RejectedError",
+    "SdkError",
+    "SecuritiesOps",
+    "SettlementOps",
+    "StateValue",
+    "TransportError",
+    "TxEvent",
+    "TxResult",
+    "as_json",
+    "record_from_json",
+]
