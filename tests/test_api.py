@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from consortia import codec
 from consortia.api import ApiSettings, LocalBackend, StateRead, create_app
+from consortia.api.auth import sign_request
 from consortia.crypto import KeyPair
 from consortia.ledger.state_tree import StateProof, verify_state_proof
 from consortia.ledger.types import Transaction, TxStatus, sign_transaction
@@ -121,6 +123,25 @@ def sign(chain: LocalChain, kp: KeyPair, module: str, method: str, args: dict[st
     ).encode()
 
 
+_last_ms = [0]
+
+
+def signed_get(client: TestClient, chain: LocalChain, kp: KeyPair, path: str) -> Any:
+    """``GET path`` signed with ``kp`` (wall clock, strictly increasing: never a replay)."""
+    _last_ms[0] = max(time.time_ns() // 1_000_000, _last_ms[0] + 1)
+    headers = sign_request(
+        chain.suite,
+        kp,
+        chain.suite.address(kp.public_key),
+        "GET",
+        path,
+        b"",
+        _last_ms[0],
+        chain_id=chain.state.chain_id,
+    )
+    return client.get(path, headers=headers)
+
+
 def assert_problem(resp: Any, status: int, code: str) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].startswith(PROBLEM)
@@ -183,11 +204,11 @@ def test_block_and_certificate(client: TestClient, world: tuple[LocalChain, Any]
 def test_transaction_with_receipt_and_no_sealed_identity(
     client: TestClient, world: tuple[LocalChain, Any]
 ) -> None:
-    chain, _ = world
+    chain, keys = world
     for height in range(1, chain.height + 1):
         block = client.get(f"/v1/blocks/{height}").json()
         for tx_hash in block["transactions"]:
-            got = client.get(f"/v1/tx/{tx_hash}")
+            got = signed_get(client, chain, keys["regulator"], f"/v1/tx/{tx_hash}")
             assert got.status_code == 200
             body = got.json()
             assert body["height"] == height and body["receipt"]["tx_hash"] == tx_hash
@@ -200,10 +221,16 @@ def test_transaction_with_receipt_and_no_sealed_identity(
     raise AssertionError("no open_wallet transaction found")
 
 
-def test_unknown_and_bad_tx_hash(client: TestClient) -> None:
-    assert_problem(client.get("/v1/tx/" + "00" * 32), 404, "NOT_FOUND")
-    assert_problem(client.get("/v1/tx/xyz"), 400, "BAD_REQUEST")
-    assert_problem(client.get("/v1/tx/" + "00" * 65), 400, "BAD_REQUEST")
+def test_unknown_and_bad_tx_hash(client: TestClient, world: tuple[LocalChain, Any]) -> None:
+    chain, keys = world
+    regulator = keys["regulator"]
+    assert_problem(signed_get(client, chain, regulator, "/v1/tx/" + "00" * 32), 404, "NOT_FOUND")
+    assert_problem(
+        signed_get(client, chain, keys["alice"], "/v1/tx/" + "00" * 32), 403, "FORBIDDEN"
+    )
+    assert_problem(signed_get(client, chain, regulator, "/v1/tx/xyz"), 400, "BAD_REQUEST")
+    assert_problem(signed_get(client, chain, regulator, "/v1/tx/" + "00" * 65), 400, "BAD_REQUEST")
+    assert_problem(client.get("/v1/tx/" + "00" * 32), 401, "AUTH_REQUIRED")  # unsigned
 
 
 # -- state and typed reads ----------------------------------------------------------------------
@@ -219,7 +246,9 @@ def test_state_read_with_proof(client: TestClient, world: tuple[LocalChain, Any]
     assert verify_state_proof(chain.suite.hash, bytes.fromhex(body["state_root"]), proof) == (
         bytes.fromhex(body["value"])
     )
-    absent = client.get(f"/v1/state/{b'no/such/key'.hex()}").json()
+    no_key = f"/v1/state/{b'no/such/key'.hex()}"
+    assert_problem(client.get(no_key), 401, "AUTH_REQUIRED")  # not a public prefix
+    absent = signed_get(client, chain, keys["regulator"], no_key).json()
     assert absent["value"] is None
     proof = StateProof.from_bytes(bytes.fromhex(absent["proof"]))
     assert verify_state_proof(chain.suite.hash, chain.state.state_root, proof) is None
@@ -236,18 +265,22 @@ def test_typed_reads(client: TestClient, world: tuple[LocalChain, Any]) -> None:
     acct = client.get(f"/v1/accounts/{addr.hex()}").json()
     assert acct["record"]["org_id"] == "exchange" and "admin" in acct["record"]["roles"]
     assert acct["record"]["nonce"] == next_nonce(chain, addr)
-    holding = client.get("/v1/holdings/000001/SA-ALICE").json()
+    alice = keys["alice"]
+    holding = signed_get(client, chain, alice, "/v1/holdings/000001/SA-ALICE").json()
     assert holding["record"]["balance"] == 100_000 and holding["record"]["account_id"] == "SA-ALICE"
-    wallet = client.get("/v1/wallets/W-ALICE")
-    assert wallet.status_code == 200
+    assert holding["access"] == "self" and holding["value"] and holding["proof"]
+    wallet = signed_get(client, chain, alice, "/v1/wallets/W-ALICE")
+    assert wallet.status_code == 200 and wallet.json()["access"] == "owner"
     record = wallet.json()["record"]
     assert record["owner"] == chain.suite.address(keys["alice"].public_key).hex()
     assert record["category"] == 2 and record["balance"] > 0
     assert "sealed_identity" not in wallet.text and "value" not in wallet.json()
     assert_problem(client.get(f"/v1/accounts/{'00' * 20}"), 404, "NOT_FOUND")
     assert_problem(client.get("/v1/accounts/nothex"), 400, "BAD_REQUEST")
-    assert_problem(client.get("/v1/holdings/000001/SA-NOBODY"), 404, "NOT_FOUND")
-    assert_problem(client.get("/v1/wallets/W-NOBODY"), 404, "NOT_FOUND")
+    regulator = keys["regulator"]
+    for path in ("/v1/holdings/000001/SA-NOBODY", "/v1/wallets/W-NOBODY"):
+        assert_problem(signed_get(client, chain, regulator, path), 404, "NOT_FOUND")
+        assert_problem(signed_get(client, chain, alice, path), 403, "FORBIDDEN")
     # A business chain registers no anchored chains.
     assert_problem(client.get("/v1/anchors/business-1"), 404, "NOT_FOUND")
 
@@ -297,7 +330,7 @@ def test_submit_and_wait(client: TestClient, world: tuple[LocalChain, Any]) -> N
     assert resp.status_code == 200, resp.text
     out = resp.json()
     assert out["ok"] is True and out["height"] == chain.height and out["code"] == ""
-    got = client.get(f"/v1/tx/{out['tx_hash']}").json()
+    got = signed_get(client, chain, keys["exchange-admin"], f"/v1/tx/{out['tx_hash']}").json()
     assert got["transaction"]["args"]["org_id"] == "broker-api"
     # The same org again: committed, but the business rule refuses it (200, ok false).
     again = sign(

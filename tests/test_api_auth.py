@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from consortia import codec
 from consortia.api import LocalBackend, create_app
 from consortia.api.auth import (
     HEADER_ACCOUNT,
@@ -21,6 +22,7 @@ from consortia.api.auth import (
 )
 from consortia.crypto import KeyPair
 from consortia.ledger.types import Transaction, sign_transaction, verify_transaction_signature
+from consortia.modules import anchoring, ecny, investors, registry, securities
 from consortia.node.local import LocalChain
 from tests.test_api import OPEN, assert_problem, next_nonce, world
 
@@ -29,6 +31,12 @@ __all__ = ["world"]  # the module-scoped demo chain fixture of test_api
 NOW = 1_800_000_000_000
 INVESTOR = "/v1/investors/INV-ALICE"
 WALLET = "/v1/wallets/W-ALICE/private"
+BALANCE = "/v1/wallets/W-ALICE"
+HOLDING = "/v1/holdings/000001/SA-ALICE"
+
+
+def state_path(key: bytes) -> str:
+    return f"/v1/state/{key.hex()}"
 
 
 class Clock:
@@ -154,12 +162,171 @@ def test_unknown_ids(client: TestClient, who: dict[str, Caller]) -> None:
         assert_problem(who["alice"].get(client, path), 403, "FORBIDDEN")
 
 
-def test_public_reads_stay_open(client: TestClient) -> None:
+@pytest.mark.parametrize(
+    ("name", "access"),
+    [("alice", "owner"), ("ccb-admin", "operator"), ("regulator", "regulator")],
+)
+def test_wallet_balance_readers(
+    client: TestClient, who: dict[str, Caller], name: str, access: str
+) -> None:
+    resp = who[name].get(client, BALANCE)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["access"] == access and body["record"]["balance"] > 0
+    assert "sealed_identity" not in resp.text and "value" not in body
+
+
+@pytest.mark.parametrize(
+    ("name", "access"),
+    [("alice", "self"), ("broker-a-admin", "broker"), ("regulator", "regulator")],
+)
+def test_holding_readers(
+    client: TestClient,
+    who: dict[str, Caller],
+    world: tuple[LocalChain, Any],
+    name: str,
+    access: str,
+) -> None:
+    chain, _ = world
+    resp = who[name].get(client, HOLDING)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["access"] == access and body["record"]["balance"] == 100_000
+    assert body["state_root"] == chain.state.state_root.hex() and body["value"] and body["proof"]
+
+
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        ("bob", BALANCE),  # another investor
+        ("bocom-admin", BALANCE),  # an unrelated operator bank
+        ("broker-a-admin", BALANCE),  # her broker does not see her e-CNY wallet
+        ("exchange-admin", BALANCE),
+        ("bob", HOLDING),  # another investor
+        ("broker-b-admin", HOLDING),  # another broker
+        ("ccb-admin", HOLDING),  # her bank is not her broker
+        ("court-officer", HOLDING),
+    ],
+)
+def test_balances_and_holdings_of_others_are_forbidden(
+    client: TestClient, who: dict[str, Caller], name: str, path: str
+) -> None:
+    body = assert_problem(who[name].get(client, path), 403, "FORBIDDEN")
+    assert "balance" not in body["detail"]
+
+
+def test_unsigned_private_reads_are_unauthorized(
+    client: TestClient, world: tuple[LocalChain, Any]
+) -> None:
+    chain, _ = world
+    block = client.get(f"/v1/blocks/{chain.height}").json()
+    private = [
+        BALANCE,
+        HOLDING,
+        "/v1/wallets/W-NOBODY",
+        "/v1/holdings/000001/SA-NOBODY",
+        state_path(securities.holding_key("000001", "SA-ALICE")),
+        state_path(investors.account_key("SA-ALICE")),
+        state_path(ecny.SUPPLY_KEY),
+        state_path(b"no/such/key"),
+        "/v1/tx/" + "00" * 32,
+    ]
+    private += [f"/v1/tx/{h}" for h in block["transactions"][:1]]
+    for path in private:
+        resp = client.get(path)
+        assert_problem(resp, 401, "AUTH_REQUIRED")
+        assert resp.headers["www-authenticate"] == "Consortia-Signature"
+
+
+def test_public_reads_stay_open(client: TestClient, world: tuple[LocalChain, Any]) -> None:
+    chain, keys = world
     assert client.get("/v1/status").status_code == 200
     assert client.get("/v1/blocks/1").status_code == 200
     assert client.get("/v1/blocks/1/certificate").status_code == 200
-    assert client.get("/v1/wallets/W-ALICE").status_code == 200
-    assert client.get("/v1/holdings/000001/SA-ALICE").status_code == 200
+    address = chain.suite.address(keys["alice"].public_key)
+    assert client.get(f"/v1/accounts/{address.hex()}").status_code == 200
+    assert_problem(client.get("/v1/anchors/business-1"), 404, "NOT_FOUND")  # open, just absent
+    for key in (
+        securities.security_key("000001"),
+        registry.account_key(address),
+        registry.org_key("broker-a"),
+        anchoring.chain_key("business-1"),
+        b"consensus/vset/current",
+        b"funds/fund/F-NONE",
+        b"orders/order/O-NONE",
+        b"reports/report/R-NONE",
+    ):
+        resp = client.get(state_path(key))
+        assert resp.status_code == 200, (key, resp.text)
+        assert "access" not in resp.json()
+    assert client.get(state_path(securities.security_key("000001"))).json()["value"]
+
+
+def test_raw_state_follows_the_owner_rules(client: TestClient, who: dict[str, Caller]) -> None:
+    holding = state_path(securities.holding_key("000001", "SA-ALICE"))
+    account = state_path(investors.account_key("SA-ALICE"))
+    for name, access in (
+        ("alice", "self"),
+        ("broker-a-admin", "broker"),
+        ("regulator", "regulator"),
+    ):
+        for path in (holding, account):
+            resp = who[name].get(client, path)
+            assert resp.status_code == 200, resp.text
+            assert resp.json()["access"] == access and resp.json()["value"]
+    for name in ("bob", "broker-b-admin", "ccb-admin"):
+        for path in (holding, account):
+            assert_problem(who[name].get(client, path), 403, "FORBIDDEN")
+    # Other private records (e-CNY supply and reserves, indexes, absent keys): the regulator only.
+    for key in (ecny.SUPPLY_KEY, ecny.reserve_key("bank-ccb"), b"no/such/key"):
+        assert who["regulator"].get(client, state_path(key)).status_code == 200
+        assert_problem(who["ccb-admin"].get(client, state_path(key)), 403, "FORBIDDEN")
+    # Records carrying sealed identities: refused to everyone, the regulator included.
+    for key in (ecny.wallet_key("W-ALICE"), investors.investor_key("INV-ALICE")):
+        assert_problem(who["regulator"].get(client, state_path(key)), 403, "PRIVATE_RECORD")
+        assert_problem(client.get(state_path(key)), 403, "PRIVATE_RECORD")
+
+
+def test_transaction_readers(
+    client: TestClient, who: dict[str, Caller], world: tuple[LocalChain, Any]
+) -> None:
+    """A committed transaction: its sender, accounts of the sender's organization, the
+    regulator; nobody else (members see the blocks' transaction hashes, not their contents)."""
+    chain, _ = world
+    backend = LocalBackend(chain)
+    by_address = {c.address: name for name, c in who.items()}
+    org_of = {
+        name: codec.decode_struct(
+            registry.Account, chain.state.tree.get(registry.account_key(c.address)) or b""
+        ).org_id
+        for name, c in who.items()
+        if chain.state.tree.get(registry.account_key(c.address)) is not None
+    }
+    checked = 0
+    for height in range(1, chain.height + 1):
+        block = backend.block(height)
+        assert block is not None
+        for tx in block.transactions:
+            sender = by_address.get(tx.sender)
+            if sender is None or sender == "regulator" or sender not in org_of:
+                continue
+            path = f"/v1/tx/{tx.hash(chain.suite).hex()}"
+            assert who[sender].get(client, path).json()["access"] == "sender"
+            assert who["regulator"].get(client, path).json()["access"] == "regulator"
+            same = [n for n, o in org_of.items() if o == org_of[sender] and n != sender]
+            for name in same[:1]:
+                if not registry.has_role(load(chain, who[name].address), "regulator"):
+                    assert who[name].get(client, path).json()["access"] == "org"
+            other = next(n for n, o in org_of.items() if o != org_of[sender] and n != "regulator")
+            assert_problem(who[other].get(client, path), 403, "FORBIDDEN")
+            checked += 1
+    assert checked >= 3
+
+
+def load(chain: LocalChain, address: bytes) -> registry.Account:
+    raw = chain.state.tree.get(registry.account_key(address))
+    assert raw is not None
+    return codec.decode_struct(registry.Account, raw)
 
 
 # -- authentication failures ---------------------------------------------------------------------
@@ -310,6 +477,13 @@ def test_api_signature_is_no_transaction_signature(
 
 def test_openapi_documents_private_reads(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
-    for path in ("/v1/investors/{investor_id}", "/v1/wallets/{wallet_id}/private"):
+    for path in (
+        "/v1/investors/{investor_id}",
+        "/v1/wallets/{wallet_id}/private",
+        "/v1/wallets/{wallet_id}",
+        "/v1/holdings/{code}/{account_id}",
+        "/v1/tx/{tx_hash}",
+        "/v1/state/{key_hex}",
+    ):
         responses = spec["paths"][path]["get"]["responses"]
         assert {"200", "401", "403"} <= set(responses)

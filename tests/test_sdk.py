@@ -23,7 +23,7 @@ from consortia.api import ApiSettings, LocalBackend, create_app
 from consortia.crypto import KeyPair, Suite, encrypt_key_file
 from consortia.ledger.types import Transaction
 from consortia.modules import NATIVE_MODULES, ecny
-from consortia.modules.securities import holding_key
+from consortia.modules.securities import holding_key, security_key
 from consortia.node.demo import RehearsalClock
 from consortia.node.home import init_home
 from consortia.node.local import ACCOUNTS_DIR, VALIDATORS_DIR, LocalChain, load_key_dir
@@ -31,6 +31,7 @@ from consortia.node.story import Outcome, Story, run_story
 from consortia.sdk import (
     Client,
     FailedError,
+    ForbiddenError,
     InvalidArgumentsError,
     NotFoundError,
     ProofError,
@@ -38,6 +39,7 @@ from consortia.sdk import (
     SdkError,
     TransportError,
     TxResult,
+    UnauthorizedError,
 )
 
 PASSWORD = "test-password"
@@ -48,11 +50,13 @@ PRIVATE_WALLET = b"ecny/wallet/"
 
 class SdkStoryChain:
     """The demo story's ``StoryChain`` through the SDK: one ``Client`` per key signs (tracking
-    its nonce) and submits each transaction with wait; reads are proof-checked SDK reads.
+    its nonce) and submits each transaction with wait; reads are proof-checked SDK reads, signed
+    by ``reader`` — the regulator's key, which may read every party's wallets, holdings, escrows,
+    freezes and fund records (the regulator's view; any other key gets ``ForbiddenError``).
 
-    The API never returns a wallet's sealed identity (until its authentication slice lets the
-    regulator read it), so ``sealed_identity_of`` supplies it for the story's anonymity step;
-    everything else about a wallet comes from ``client.wallet``."""
+    The API never returns a wallet's sealed identity, not even to the regulator (who opens it
+    from the chain record with its own key), so ``sealed_identity_of`` supplies it for the
+    story's anonymity step; everything else about a wallet comes from ``client.wallet``."""
 
     def __init__(
         self,
@@ -60,6 +64,7 @@ class SdkStoryChain:
         suite: Suite,
         chain_id: str,
         *,
+        reader: KeyPair,
         now_ms: Callable[[], int],
         advance_to: Callable[[int], bool],
         sealed_identity_of: Callable[[str], bytes],
@@ -68,7 +73,7 @@ class SdkStoryChain:
         self._now_ms, self._advance_to = now_ms, advance_to
         self._sealed_identity_of = sealed_identity_of
         self.clients: dict[bytes, Client] = {}
-        self.reader = Client(url, suite.generate_keypair(), suite=suite, chain_id=chain_id)
+        self.reader = Client(url, reader, suite=suite, chain_id=chain_id)
         self.submitted = 0
 
     def client(self, kp: KeyPair) -> Client:
@@ -179,6 +184,7 @@ def story_run(world: World) -> World:
         world.url,
         chain.suite,
         chain.state.chain_id,
+        reader=world.keys["regulator"],
         now_ms=lambda: max(chain._clock_ms(), chain.state.last_time_ms),
         advance_to=advance_to,
         sealed_identity_of=sealed_identity_of,
@@ -206,16 +212,16 @@ def test_demo_story_end_to_end_through_the_sdk(story_run: World) -> None:
 def test_typed_operations_and_reads(story_run: World) -> None:
     keys = story_run.keys
     carol = Client(story_run.url, keys["carol"])
-    before = carol.wallet("W-ALICE").balance
+    alice = Client(story_run.url, keys["alice"])
+    before = alice.wallet("W-ALICE").balance
     result = carol.ecny.pay(from_wallet="W-CAROL", to_wallet="W-ALICE", amount=100, memo="sdk")
     assert isinstance(result, TxResult) and len(result.tx_hash) == 32 and result.height > 1
     assert result.events and all(e.module == "ecny" for e in result.events)
-    assert carol.wallet("W-ALICE").balance == before + 100
+    assert alice.wallet("W-ALICE").balance == before + 100
     assert carol.wallet("W-CAROL").sealed_identity == b""  # never served
     receipt = carol.tx(result.tx_hash)["receipt"]
     assert receipt["status"] == "OK"
 
-    alice = Client(story_run.url, keys["alice"])
     held = alice.holding("000001", "SA-ALICE")
     out = alice.securities.transfer(
         code="000001", from_account="SA-ALICE", to_account="SA-BOB", amount=5
@@ -224,6 +230,41 @@ def test_typed_operations_and_reads(story_run: World) -> None:
     assert alice.holding("000001", "SA-ALICE").balance == held.balance - 5
     account = alice.account()
     assert account.address == alice.address and account.nonce == alice.next_nonce()
+
+
+def test_private_reads_follow_the_roles(story_run: World) -> None:
+    """Every request is signed with the client's key: each party reads what its role allows,
+    and gets a typed ``ForbiddenError`` / ``UnauthorizedError`` otherwise."""
+    keys, url = story_run.keys, story_run.url
+    carol = Client(url, keys["carol"])
+    bob = Client(url, keys["bob"])
+    broker = Client(url, keys["broker-a-admin"])
+    regulator = Client(url, keys["regulator"])
+    with pytest.raises(ForbiddenError) as info:
+        carol.wallet("W-ALICE")  # another investor's wallet
+    assert info.value.code == "FORBIDDEN" and info.value.status == 403
+    assert isinstance(info.value, SdkError)
+    with pytest.raises(ForbiddenError):
+        bob.holding("000001", "SA-ALICE")  # another investor's holding
+    with pytest.raises(ForbiddenError):
+        bob.state(holding_key("000001", "SA-ALICE"))
+    assert broker.holding("000001", "SA-ALICE").balance > 0  # its customer's holding
+    assert regulator.holding("000001", "SA-ALICE").balance > 0
+    assert regulator.wallet("W-ALICE").balance > 0
+    assert regulator.wallet("W-CAROL").balance >= 0
+    assert regulator.state(holding_key("000001", "SA-BOB")).value is not None
+    with pytest.raises(ForbiddenError) as sealed:
+        regulator.state(ecny.wallet_key("W-ALICE"))  # sealed identities: typed reads only
+    assert sealed.value.code == "PRIVATE_RECORD"
+    # A key the registry does not know: public data stays open, private reads are 401.
+    stranger = Client(url, story_run.chain.suite.generate_keypair())
+    assert stranger.state(security_key("000001")).value is not None
+    assert stranger.status()["height"] > 0
+    with pytest.raises(UnauthorizedError) as unknown:
+        stranger.wallet("W-ALICE")
+    assert unknown.value.code == "UNKNOWN_ACCOUNT" and unknown.value.status == 401
+    # Many identical reads in a row are never replays (a fresh timestamp each time).
+    assert len({carol.wallet("W-CAROL").balance for _ in range(5)}) == 1
 
 
 def test_every_module_method_is_reachable(world: World) -> None:

@@ -15,11 +15,13 @@ client address has a token bucket.
 
 Sealed identities (``sealed_identity`` fields of wallets, investors and their transactions) are
 never returned; raw state reads of records that carry them are refused (``PRIVATE_RECORD``).
-Private reads (``/v1/investors/{id}``, ``/v1/wallets/{id}/private``) need a request signed with a
-registry account's key (``consortia.api.auth``; 401 problems) and are authorized by role
-(``consortia.api.private``; 403 ``FORBIDDEN``): the investor / wallet owner, its broker or operator
-bank, the regulator. Public chain data stays open. Not yet: mutual TLS for institutions, event
-streams, evidence export, funds, policies and alerts.
+Private reads (investors, wallets, holdings, committed transactions, raw state outside the public
+prefixes) need a request signed with a registry account's key (``consortia.api.auth``; 401
+problems) and are authorized by role (``consortia.api.private``; 403 ``FORBIDDEN``): the investor
+/ wallet owner / transaction sender, its broker, operator bank or organization, the regulator.
+Public chain data (status, blocks, certificates, accounts, anchors, public state prefixes) stays
+open. Committed blocks stream as Server-Sent Events (``consortia.api.stream``). Not yet: mutual
+TLS for institutions, evidence export, typed fund, policy and alert reads.
 """
 
 from __future__ import annotations
@@ -42,13 +44,19 @@ from consortia import codec
 from consortia.api.auth import AuthError, RequestAuthenticator
 from consortia.api.backend import ApiBackend, StateRead
 from consortia.api.private import (
+    SEALED_STATE_PREFIXES,
     HoldingsIndex,
     investor_access,
+    is_public_key,
     is_regulator,
     load_account,
     read_context,
+    securities_account_access,
+    state_access,
+    tx_access,
     wallet_access,
 )
+from consortia.api.stream import stream_router
 from consortia.execution.state import ChainState
 from consortia.modules import anchoring, ecny, investors, registry, securities
 
@@ -60,8 +68,8 @@ MAX_STATE_KEY = 1024  # as the node's client port
 MAX_HASH_BYTES = 64
 # Record fields never returned (sealed to the operator/broker and the regulator).
 PRIVATE_FIELDS = frozenset({"sealed_identity"})
-# Raw state reads of these records would hand out sealed identities: refused in this slice.
-PRIVATE_PREFIXES = (b"ecny/wallet/", b"investors/investor/")
+# Raw state reads of these records would hand out sealed identities: refused to everyone.
+PRIVATE_PREFIXES = SEALED_STATE_PREFIXES
 
 # HTTP status for each mempool admission code (anything else refused: 400).
 ADMISSION_STATUS = {
@@ -368,6 +376,7 @@ def create_app(
         responses=_PROBLEMS,
     )
     app.add_middleware(Guard, settings=settings)
+    app.include_router(stream_router(backend))
 
     @app.exception_handler(ApiProblem)
     async def _api_problem(request: Request, exc: ApiProblem) -> Response:
@@ -486,20 +495,35 @@ def create_app(
             raise ApiProblem(404, "NOT_FOUND", f"no certificate for block {height}")
         return {**jsonable(cert), "encoded": cert.encode().hex()}
 
-    @app.get("/v1/tx/{tx_hash}", tags=["chain"])
-    async def get_tx(tx_hash: str) -> dict[str, Any]:
-        """A committed transaction with its receipt (status, code, events), height and position."""
+    def forbidden(what: str) -> ApiProblem:
+        return ApiProblem(403, "FORBIDDEN", f"this account may not read {what}")
+
+    def unknown(acct: registry.Account, what: str) -> ApiProblem:
+        """404 for the regulator, the same 403 as for an existing record for anyone else."""
+        return ApiProblem(404, "NOT_FOUND", f"no {what}") if is_regulator(acct) else forbidden(what)
+
+    @app.get("/v1/tx/{tx_hash}", tags=["chain"], responses=_PRIVATE_PROBLEMS)
+    async def get_tx(tx_hash: str, acct: registry.Account = Depends(caller)) -> dict[str, Any]:
+        """A committed transaction with its receipt (status, code, events), height and position.
+
+        Signed request required. Allowed: the transaction's sender, an account of the sender's
+        organization, the regulator (403 ``FORBIDDEN`` otherwise; 404 only for the regulator)."""
         h = _hex(tx_hash, "transaction hash", max_bytes=MAX_HASH_BYTES)
+        what = f"committed transaction {h.hex()}"
         found = backend.find_tx(h)
         if found is None:
-            raise ApiProblem(404, "NOT_FOUND", f"no committed transaction {h.hex()}")
+            raise unknown(acct, what)
         height, index = found
         block = backend.block(height)
         receipts = backend.receipts(height)
         if block is None or receipts is None or index >= len(block.transactions):
-            raise ApiProblem(404, "NOT_FOUND", f"no committed transaction {h.hex()}")
+            raise unknown(acct, what)
         tx = block.transactions[index]
+        access = tx_access(read_context(backend.head()), acct, tx.sender)
+        if access is None:
+            raise forbidden(what)
         return {
+            "access": access,
             "tx_hash": h.hex(),
             "height": height,
             "index": index,
@@ -507,15 +531,30 @@ def create_app(
             "receipt": jsonable(receipts[index]),
         }
 
-    @app.get("/v1/state/{key_hex}", tags=["state"])
-    async def get_state(key_hex: str) -> dict[str, Any]:
-        """A raw state value at the head with its (non-)membership proof and the state root."""
+    @app.get("/v1/state/{key_hex}", tags=["state"], responses=_PRIVATE_PROBLEMS)
+    async def get_state(key_hex: str, request: Request) -> dict[str, Any]:
+        """A raw state value at the head with its (non-)membership proof and the state root.
+
+        Public prefixes (anchoring, consensus, registry, governance, supervision, securities'
+        security records, funds' fund and NAV records, reports, orders, insurance products,
+        dividends and splits) are open. Wallets and investors are refused to everyone
+        (``PRIVATE_RECORD``: use the typed reads). Any other key needs a signed request: holdings,
+        securities accounts, fund positions and orders, policies, escrows by their owner rules;
+        everything else (and absent private keys) the regulator only."""
         key = _hex(key_hex, "state key", max_bytes=MAX_STATE_KEY)
         if key.startswith(PRIVATE_PREFIXES):
             raise ApiProblem(
                 403, "PRIVATE_RECORD", "this record carries a sealed identity; use the typed read"
             )
-        return _proven(backend.state_value(key))
+        if is_public_key(key):
+            return _proven(backend.state_value(key))
+        acct = await caller(request)
+        state = backend.head()
+        read = _read_at(state, key)
+        access = state_access(read_context(state), acct, key, read.value)
+        if access is None:
+            raise forbidden(f"state key {key!r}")
+        return {**_proven(read), "access": access}
 
     # -- typed reads ---------------------------------------------------------------------------
 
@@ -525,17 +564,51 @@ def create_app(
         address = _hex(address_hex, "address", max_bytes=64)
         return _record(backend, registry.account_key(address), registry.Account, "account")
 
-    @app.get("/v1/holdings/{code}/{account_id}", tags=["records"])
-    async def get_holding(code: str, account_id: str) -> dict[str, Any]:
-        """One securities account's position in one security."""
-        key = securities.holding_key(code, account_id)
-        return _record(backend, key, securities.Holding, "holding")
+    @app.get("/v1/holdings/{code}/{account_id}", tags=["private"], responses=_PRIVATE_PROBLEMS)
+    async def get_holding(
+        code: str, account_id: str, acct: registry.Account = Depends(caller)
+    ) -> dict[str, Any]:
+        """One securities account's position in one security, with its proof.
 
-    @app.get("/v1/wallets/{wallet_id}", tags=["records"])
-    async def get_wallet(wallet_id: str) -> dict[str, Any]:
-        """An e-CNY wallet, without its sealed identity (and so without the raw value)."""
+        Signed request required. Allowed: the investor owning the securities account, a broker
+        account of the investor's broker organization, the regulator (403 ``FORBIDDEN``
+        otherwise, unknown ids included; 404 only for the regulator)."""
+        key = securities.holding_key(code, account_id)
+        if len(key) > MAX_STATE_KEY:
+            raise ApiProblem(400, "BAD_REQUEST", f"state key longer than {MAX_STATE_KEY} bytes")
+        what = f"holding {code!r}/{account_id!r}"
+        state = backend.head()
+        read = _read_at(state, key)
+        if read.value is None:
+            raise unknown(acct, what)
+        holding = codec.decode_struct(securities.Holding, read.value)
+        access = securities_account_access(read_context(state), acct, holding.account_id)
+        if access is None:
+            raise forbidden(what)
+        return {**_proven(read), "access": access, "record": jsonable(holding)}
+
+    @app.get("/v1/wallets/{wallet_id}", tags=["private"], responses=_PRIVATE_PROBLEMS)
+    async def get_wallet(
+        wallet_id: str, acct: registry.Account = Depends(caller)
+    ) -> dict[str, Any]:
+        """An e-CNY wallet (balance), without its sealed identity (and so without the raw value).
+
+        Signed request required. Allowed: the owner (for a sub-wallet also the parent wallet's
+        owner), an ``operator_bank`` account of the wallet's operator bank, the regulator (403
+        ``FORBIDDEN`` otherwise, unknown ids included; 404 only for the regulator)."""
         key = ecny.wallet_key(wallet_id)
-        return _record(backend, key, ecny.Wallet, "wallet", with_value=False)
+        if len(key) > MAX_STATE_KEY:
+            raise ApiProblem(400, "BAD_REQUEST", f"state key longer than {MAX_STATE_KEY} bytes")
+        what = f"wallet {wallet_id!r}"
+        state = backend.head()
+        read = _read_at(state, key)
+        if read.value is None:
+            raise unknown(acct, what)
+        wallet = codec.decode_struct(ecny.Wallet, read.value)
+        access = wallet_access(read_context(state), acct, wallet)
+        if access is None:
+            raise forbidden(what)
+        return {**_proven(read, with_value=False), "access": access, "record": jsonable(wallet)}
 
     @app.get("/v1/anchors/{chain_id}", tags=["records"])
     async def get_anchor(chain_id: str) -> dict[str, Any]:
@@ -544,9 +617,6 @@ def create_app(
         return _record(backend, key, anchoring.AnchoredChain, "anchored chain")
 
     # -- private reads (signed requests, role-based) ---------------------------------------------
-
-    def forbidden(what: str) -> ApiProblem:
-        return ApiProblem(403, "FORBIDDEN", f"this account may not read {what}")
 
     @app.get("/v1/investors/{investor_id}", tags=["private"], responses=_PRIVATE_PROBLEMS)
     async def get_investor(

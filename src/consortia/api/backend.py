@@ -7,10 +7,20 @@ mirrors its client port (``block.get``, ``state.get``, ``account.get``, ``tx.sub
 
 Every read of state goes through one immutable ``ChainState`` snapshot, so a value, its proof, the
 state root and the height in one reply always belong together.
+
+``committed(from_height)`` follows the chain: it yields every committed block from that height on,
+first the stored ones, then each new one as it is committed. Subscribers are woken by a
+``CommitFeed`` (``LocalBackend.submit`` and ``notify_committed``; a node's ``commit_listeners``)
+and re-check the head every ``COMMIT_POLL_S`` anyway, so a commit that bypassed the feed is
+still seen, and a slow subscriber never makes the node queue anything: it reads the store.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -45,6 +55,51 @@ class StateRead:
     proof: bytes
     state_root: bytes
     height: int
+
+
+COMMIT_POLL_S = 1.0  # a subscriber re-checks the head this often even without a notification
+
+
+@dataclass(frozen=True)
+class CommittedBlock:
+    """One committed block as a subscriber sees it (read back from the store)."""
+
+    height: int
+    block_hash: bytes
+    block: Block
+    receipts: tuple[Receipt, ...]
+    suite: Suite
+
+
+class CommitFeed:
+    """Wakes subscribed coroutines when the head advances. ``notify`` may be called from any
+    thread (and with any arguments, so it can be a node commit listener as is); it never raises."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subscribers: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
+        self._next = 0
+
+    def subscribe(self, event: asyncio.Event) -> int:
+        with self._lock:
+            self._next += 1
+            self._subscribers[self._next] = (asyncio.get_running_loop(), event)
+            return self._next
+
+    def unsubscribe(self, token: int) -> None:
+        with self._lock:
+            self._subscribers.pop(token, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._subscribers)
+
+    def notify(self, *_: object) -> None:
+        with self._lock:
+            targets = list(self._subscribers.values())
+        for loop, event in targets:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody to wake
+                loop.call_soon_threadsafe(event.set)
 
 
 class ApiBackend(Protocol):
@@ -87,9 +142,17 @@ class ApiBackend(Protocol):
         """Prometheus text exposition (``""`` if the node keeps no metrics yet)."""
         ...
 
+    def committed(self, from_height: int) -> AsyncIterator[CommittedBlock]:
+        """Every committed block from ``from_height`` on: the stored ones, then live (never
+        ends by itself; close it to unsubscribe)."""
+        ...
+
 
 class _StoreReads:
-    """Block, certificate, receipts and tx-index reads shared by both backends."""
+    """Block, certificate, receipts and tx-index reads shared by both backends, and the
+    committed-block subscription over them."""
+
+    _feed: CommitFeed
 
     def _store(self) -> ChainStore:
         raise NotImplementedError
@@ -132,6 +195,33 @@ class _StoreReads:
             return None
         return found
 
+    def committed_block(self, height: int) -> CommittedBlock | None:
+        block = self.block(height)
+        receipts = self.receipts(height)
+        if block is None or receipts is None:
+            return None
+        cert = self.certificate(height)
+        block_hash = cert.block_hash if cert is not None else block.hash(self.suite)
+        return CommittedBlock(height, block_hash, block, receipts, self.suite)
+
+    async def committed(self, from_height: int) -> AsyncIterator[CommittedBlock]:
+        event = asyncio.Event()
+        token = self._feed.subscribe(event)
+        try:
+            next_height = max(1, from_height)
+            while True:
+                event.clear()  # before reading the head: a commit after this wakes us
+                while next_height <= self.head_height():
+                    item = self.committed_block(next_height)
+                    if item is None:  # not readable yet: retry on the next wake-up
+                        break
+                    yield item
+                    next_height += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), COMMIT_POLL_S)
+        finally:
+            self._feed.unsubscribe(token)
+
     def state_value(self, key: bytes) -> StateRead:
         state = self._state()
         return StateRead(
@@ -148,6 +238,11 @@ class LocalBackend(_StoreReads):
 
     def __init__(self, chain: LocalChain) -> None:
         self.chain = chain
+        self._feed = CommitFeed()
+
+    def notify_committed(self) -> None:
+        """Wake stream subscribers (after committing on ``chain`` directly; any thread)."""
+        self._feed.notify()
 
     def _store(self) -> ChainStore:
         return self.chain.store
@@ -174,6 +269,7 @@ class LocalBackend(_StoreReads):
         if not admitted:
             return replies
         committed = self.chain.commit([tx for _, _, tx in admitted])
+        self._feed.notify()
         height = committed.block.header.height
         by_hash = {r.tx_hash: r for r in committed.receipts}
         for i, tx_hash, _ in admitted:
@@ -210,6 +306,10 @@ class NodeBackend(_StoreReads):
 
     def __init__(self, node: Node) -> None:
         self.node = node
+        self._feed = CommitFeed()
+        listeners = getattr(node, "commit_listeners", None)
+        if isinstance(listeners, list):  # otherwise subscribers poll the head
+            listeners.append(self._feed.notify)
 
     def _store(self) -> ChainStore:
         return self.node.store

@@ -79,6 +79,7 @@ from consortia.ledger.types import (
     CertificateError,
     CommitCertificate,
     DuplicateVoteEvidence,
+    Receipt,
     TxStatus,
     Vote,
     VoteType,
@@ -126,6 +127,11 @@ class NodeParams:
     max_sync_bytes: int = 3 * 1024 * 1024
     max_client_connections: int = 256
     wait_timeout_s: float = 30.0
+
+
+# Called after each block is durably stored (by consensus or sync) with the block, its
+# certificate and its receipts. Must be cheap; an exception is logged, never raised into the node.
+CommitListener = Callable[[Block, CommitCertificate, tuple[Receipt, ...]], None]
 
 
 def _clock_ms() -> int:
@@ -187,6 +193,7 @@ class Node:
         self._height_started = time.monotonic()
         self._api_server: Any = None  # a uvicorn.Server while the REST API runs
         self.metrics = self._make_metrics()
+        self.commit_listeners: list[CommitListener] = []  # e.g. the REST API's event stream
 
     # -----------------------------------------------------------------------------------------
     # Setup
@@ -560,6 +567,7 @@ class Node:
             len(block.transactions),
             via,
         )
+        self._notify_commit(block, cert, applied.receipts)
         if via == "consensus":
             # Give transactions a moment to gather before the next height starts.
             loop = asyncio.get_running_loop()
@@ -568,6 +576,17 @@ class Node:
             )
             return []
         return []
+
+    def _notify_commit(
+        self, block: Block, cert: CommitCertificate, receipts: tuple[Receipt, ...]
+    ) -> None:
+        for listener in list(self.commit_listeners):
+            try:
+                listener(block, cert, receipts)
+            except Exception:
+                log.exception(
+                    "commit listener %r failed at height %d", listener, block.header.height
+                )
 
     def _next_height(self, height: int) -> None:
         if height == self.height + 1 and not self._stopping.is_set():

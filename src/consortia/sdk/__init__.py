@@ -11,7 +11,12 @@
 
 Operations return a ``TxResult`` once committed or raise an ``SdkError`` with the stable code:
 ``RejectedError`` (refused at admission: nothing changed), ``FailedError`` (committed, refused by
-a business rule), ``NotFoundError``, ``ProofError``, ``TransportError``, ...
+a business rule), ``NotFoundError``, ``ForbiddenError`` (this key may not read that record),
+``UnauthorizedError`` (the request signature was not accepted), ``ProofError``,
+``TransportError``, ...
+
+Every request is signed with the client's key (``consortia.api.auth``), so private reads
+(wallets, holdings, investors, transactions, private state) answer what this account may see.
 """
 
 from consortia.sdk.client import (
@@ -31,6 +36,7 @@ from consortia.sdk.client import (
 from consortia.sdk.errors import (
     ApiError,
     FailedError,
+    ForbiddenError,
     InvalidArgumentsError,
     NotCommittedError,
     NotFoundError,
@@ -38,6 +44,7 @@ from consortia.sdk.errors import (
     RejectedError,
     SdkError,
     TransportError,
+    UnauthorizedError,
 )
 
 __all__ = [
@@ -45,6 +52,7 @@ __all__ = [
     "Client",
     "EcnyOps",
     "FailedError",
+    "ForbiddenError",
     "FundsOps",
     "InsuranceOps",
     "InvalidArgumentsError",
@@ -60,6 +68,7 @@ __all__ = [
     "TransportError",
     "TxEvent",
     "TxResult",
+    "UnauthorizedError",
     "as_json",
     "record_from_json",
 ]

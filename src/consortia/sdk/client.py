@@ -5,6 +5,11 @@ nonce (fetched once from ``GET /v1/accounts/{address}``, refetched after a refus
 arguments client side against the method's argument dataclass, signs, submits with ``wait`` and
 returns a ``TxResult`` — or raises a typed ``SdkError`` carrying the stable code.
 
+Every request (but the first ``GET /v1/status`` that teaches it the chain id) is signed with the
+client's key as the REST API's request signatures require (``consortia.api.auth.sign_request``:
+the client's sender address, the wall clock, the chain id), so private reads answer what this
+account may see; otherwise ``ForbiddenError`` (403) or ``UnauthorizedError`` (401).
+
 Every native module is a namespace: ``client.ecny.pay(from_wallet=..., ...)`` is
 ``client.call("ecny", "pay", from_wallet=..., ...)``; the common operations have explicit typed
 methods, the rest are reached by name (``client.registry.register_org(...)``).
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from consortia import codec
+from consortia.api.auth import sign_request
 from consortia.crypto import CryptoError, KeyPair, Suite, decrypt_key_file, get_suite
 from consortia.ledger.state_tree import StateProof, StateTreeError, verify_state_proof
 from consortia.ledger.types import Transaction, sign_transaction
@@ -40,6 +47,7 @@ from consortia.node.operations import (
 from consortia.sdk.errors import (
     ApiError,
     FailedError,
+    ForbiddenError,
     InvalidArgumentsError,
     NotCommittedError,
     NotFoundError,
@@ -47,6 +55,7 @@ from consortia.sdk.errors import (
     RejectedError,
     SdkError,
     TransportError,
+    UnauthorizedError,
 )
 
 T = TypeVar("T")
@@ -55,6 +64,9 @@ JsonObject = dict[str, Any]
 DEFAULT_TIMEOUT_S = 60.0
 # Refusals that mean "our idea of the nonce is out of date": refetch it and retry once.
 RETRY_CODES = frozenset({"STALE_NONCE"})
+# A request signature refused only because an identical one was just used (same millisecond,
+# another client with the same key): sign again with a fresh timestamp, once.
+RESIGN_CODES = frozenset({"REPLAYED_REQUEST"})
 
 
 @dataclass(frozen=True)
@@ -151,6 +163,7 @@ class Client:
         self._chain_id = chain_id
         self._sender = sender
         self._nonce: int | None = None
+        self._last_sign_ms = 0
         handlers: list[urllib.request.BaseHandler] = []
         if _loopback(self.base_url):
             handlers.append(urllib.request.ProxyHandler({}))  # never proxy a local node
@@ -179,13 +192,39 @@ class Client:
 
     # -- HTTP ----------------------------------------------------------------------------------
 
+    def _auth_headers(self, method: str, target: str, data: bytes) -> dict[str, str]:
+        """The request-signature headers (a strictly increasing timestamp per client, so two
+        identical reads in one millisecond are no replay)."""
+        now_ms = max(time.time_ns() // 1_000_000, self._last_sign_ms + 1)
+        self._last_sign_ms = now_ms
+        return sign_request(
+            self.suite,
+            self.key,
+            self.address,
+            method,
+            target,
+            data,
+            now_ms,
+            chain_id=self.chain_id,
+        )
+
     def _request(self, method: str, path: str, body: JsonObject | None = None) -> JsonObject:
+        try:
+            return self._request_once(method, path, body)
+        except UnauthorizedError as exc:
+            if exc.code not in RESIGN_CODES:
+                raise
+        return self._request_once(method, path, body)
+
+    def _request_once(self, method: str, path: str, body: JsonObject | None) -> JsonObject:
         data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        learning = path == "/v1/status" and (self._suite is None or self._chain_id is None)
+        if not learning:
+            target = urllib.parse.urlsplit(self.base_url).path.rstrip("/") + path
+            headers.update(self._auth_headers(method, target, data or b""))
         req = urllib.request.Request(
-            self.base_url + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            self.base_url + path, data=data, method=method, headers=headers
         )
         try:
             with self._opener.open(req, timeout=self.timeout_s) as resp:
@@ -207,6 +246,10 @@ class Client:
             detail = str(reply.get("detail", ""))
             if code == "NOT_FOUND":
                 raise NotFoundError(code, detail, status=status)
+            if status == 401:
+                raise UnauthorizedError(code, detail, status=status)
+            if status == 403:
+                raise ForbiddenError(code, detail, status=status)
             raise ApiError(code, detail, status=status)
         reply["_status"] = status
         return reply
@@ -268,8 +311,9 @@ class Client:
     def state(self, key: bytes | str, *, verify: bool = True) -> StateValue:
         """A raw state value (``key`` as bytes, or text encoded as UTF-8) at the head; with
         ``verify`` its proof is checked locally against the returned state root (``ProofError``
-        if it does not hold). Records carrying sealed identities are refused by the node
-        (``ApiError`` ``PRIVATE_RECORD``): use ``wallet``."""
+        if it does not hold). Public keys are open; private records follow the API's owner rules
+        (``ForbiddenError`` otherwise); records carrying sealed identities are refused to
+        everyone (``ForbiddenError`` ``PRIVATE_RECORD``): use ``wallet``."""
         raw_key = key.encode() if isinstance(key, str) else key
         reply = self._get(f"/v1/state/{raw_key.hex()}")
         value = None if reply.get("value") is None else bytes.fromhex(str(reply["value"]))
@@ -302,19 +346,24 @@ class Client:
         return self._proven_record(f"/v1/accounts/{addr.hex()}", account_key(addr), Account, verify)
 
     def holding(self, code: str, account_id: str, *, verify: bool = True) -> Holding:
-        """One securities account's position in one security, proof-checked with ``verify``."""
+        """One securities account's position in one security, proof-checked with ``verify``.
+        Readable by the account's investor, its broker and the regulator (else
+        ``ForbiddenError``)."""
         path = f"/v1/holdings/{_seg(code)}/{_seg(account_id)}"
         key = holding_key(code, account_id)
         return self._proven_record(path, key, Holding, verify)
 
     def wallet(self, wallet_id: str) -> Wallet:
         """An e-CNY wallet. The node never returns its sealed identity (``sealed_identity`` is
-        empty here), nor therefore the raw value, so this read is not proof-checked."""
+        empty here), nor therefore the raw value, so this read is not proof-checked. Readable by
+        its owner (or parent wallet's owner), its operator bank and the regulator (else
+        ``ForbiddenError``)."""
         reply = self._get(f"/v1/wallets/{_seg(wallet_id)}")
         return record_from_json(Wallet, reply["record"], sealed_identity=b"")
 
     def tx(self, tx_hash: bytes | str) -> JsonObject:
-        """``GET /v1/tx/{hash}``: a committed transaction, its receipt, height and index."""
+        """``GET /v1/tx/{hash}``: a committed transaction, its receipt, height and index
+        (readable by its sender, accounts of the sender's organization and the regulator)."""
         h = tx_hash.hex() if isinstance(tx_hash, bytes) else tx_hash
         return self._get(f"/v1/tx/{h}")
 
@@ -571,6 +620,7 @@ def as_json(value: Any) -> Any:
 __all__ = [
     "Client",
     "EcnyOps",
+    "ForbiddenError",
     "FundsOps",
     "InsuranceOps",
     "ModuleOps",
@@ -580,6 +630,7 @@ __all__ = [
     "StateValue",
     "TxEvent",
     "TxResult",
+    "UnauthorizedError",
     "as_json",
     "record_from_json",
 ]

@@ -54,6 +54,17 @@ class ApiError(SdkError):
     ``INTERNAL_ERROR``, ...)."""
 
 
+class UnauthorizedError(ApiError):
+    """The node could not authenticate the request's signature (401: ``AUTH_REQUIRED``,
+    ``BAD_REQUEST_SIGNATURE``, ``STALE_REQUEST``, ``REPLAYED_REQUEST``, ``UNKNOWN_ACCOUNT``) —
+    e.g. this client's key is not (or no longer) the account's registered key."""
+
+
+class ForbiddenError(ApiError):
+    """The signed request was authenticated but this account may not read that record (403
+    ``FORBIDDEN``; also ``PRIVATE_RECORD`` for raw reads of records carrying sealed identities)."""
+
+
 class TransportError(SdkError):
     """The node could not be reached or answered something that is not the API (code
     ``TRANSPORT``)."""
@@ -67,6 +78,7 @@ class ProofError(SdkError):
 __all__ = [
     "ApiError",
     "FailedError",
+    "ForbiddenError",
     "InvalidArgumentsError",
     "NotCommittedError",
     "NotFoundError",
@@ -74,4 +86,5 @@ __all__ = [
     "RejectedError",
     "SdkError",
     "TransportError",
+    "UnauthorizedError",
 ]
