@@ -57,6 +57,7 @@ from consortia.api.private import (
     wallet_access,
 )
 from consortia.api.stream import stream_router
+from consortia.api.webui import webui_router
 from consortia.execution.state import ChainState
 from consortia.modules import anchoring, ecny, investors, registry, securities
 
@@ -377,6 +378,7 @@ def create_app(
     )
     app.add_middleware(Guard, settings=settings)
     app.include_router(stream_router(backend))
+    app.include_router(webui_router())
 
     @app.exception_handler(ApiProblem)
     async def _api_problem(request: Request, exc: ApiProblem) -> Response:

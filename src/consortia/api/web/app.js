@@ -1,0 +1,329 @@
+// consortia explorer: public chain data only, no build step, no third-party code.
+// Every value from the API goes into the page through textContent, never parsed as HTML.
+
+const LATEST = 20; // rows in the latest-blocks table
+const RETRY_MS = 3000; // reopen the stream after it is closed for good
+
+const state = { chainId: "", top: 0, stream: null };
+
+// -- tiny DOM helpers ---------------------------------------------------------------------------
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, text, attrs) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+  return node;
+}
+
+function link(href, text) {
+  return el("a", text, { href });
+}
+
+function clear(node) {
+  while (node.firstChild) node.removeChild(node.firstChild);
+}
+
+function short(hex, n = 12) {
+  const s = String(hex || "");
+  return s.length > n ? s.slice(0, n) + "…" : s;
+}
+
+function fmtTime(ms) {
+  if (typeof ms !== "number" || ms <= 0) return "—";
+  return new Date(ms).toISOString().replace("T", " ").replace("Z", " UTC");
+}
+
+function fmtAge(ms) {
+  if (typeof ms !== "number" || ms <= 0) return "—";
+  let s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 120) return `${s} s ago`;
+  s = Math.round(s / 60);
+  if (s < 120) return `${s} min ago`;
+  return `${Math.round(s / 60)} h ago`;
+}
+
+function kvRows(table, rows) {
+  const body = table.tBodies[0];
+  clear(body);
+  for (const [key, value] of rows) {
+    const tr = el("tr");
+    tr.appendChild(el("th", key));
+    const td = el("td");
+    if (value instanceof Node) td.appendChild(value);
+    else td.textContent = value === undefined || value === null ? "—" : String(value);
+    tr.appendChild(td);
+    body.appendChild(tr);
+  }
+}
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+// -- API ----------------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, code, detail) {
+    super(`${status} ${code}: ${detail}`);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function getJson(path) {
+  const resp = await fetch(path, { headers: { Accept: "application/json" } });
+  let body = null;
+  try {
+    body = await resp.json();
+  } catch {
+    body = null;
+  }
+  if (!resp.ok) {
+    const p = body || {};
+    throw new ApiError(resp.status, p.code || "HTTP_ERROR", p.detail || resp.statusText);
+  }
+  return body;
+}
+
+const api = {
+  status: () => getJson("/v1/status"),
+  block: (h) => getJson(`/v1/blocks/${encodeURIComponent(h)}`),
+  certificate: (h) => getJson(`/v1/blocks/${encodeURIComponent(h)}/certificate`),
+  anchor: (chain) => getJson(`/v1/anchors/${encodeURIComponent(chain)}`),
+  streamUrl: () => "/v1/stream",
+};
+
+// -- chain head and latest blocks -----------------------------------------------------------------
+
+function setHead(height, hash, timeMs) {
+  $("head-height").textContent = String(height);
+  $("head-hash").textContent = short(hash, 16);
+  $("head-hash").title = String(hash || "");
+  $("head-time").textContent = fmtTime(timeMs);
+}
+
+function setLive(text, ok) {
+  const badge = $("live");
+  badge.textContent = text;
+  badge.className = ok ? "badge ok" : "badge";
+}
+
+// A summary {height, hash, tx_count, proposer, time_ms} from a stream event or a block read.
+function summaryOf(block) {
+  if (block.header) {
+    return {
+      height: block.height,
+      hash: block.hash,
+      tx_count: block.transactions.length,
+      proposer: block.header.proposer,
+      time_ms: block.header.time_ms,
+    };
+  }
+  return block;
+}
+
+function blockRow(b) {
+  const tr = el("tr", undefined, { "data-height": b.height });
+  const h = el("td");
+  h.appendChild(link(`#/block/${b.height}`, b.height));
+  tr.appendChild(h);
+  const hash = el("td");
+  hash.appendChild(el("code", short(b.hash), { title: b.hash }));
+  tr.appendChild(hash);
+  tr.appendChild(el("td", b.tx_count, { class: "num" }));
+  const prop = el("td");
+  prop.appendChild(el("code", short(b.proposer), { title: b.proposer }));
+  tr.appendChild(prop);
+  tr.appendChild(el("td", fmtTime(b.time_ms)));
+  return tr;
+}
+
+function addBlock(summary) {
+  const body = $("blocks").tBodies[0];
+  if (body.querySelector(`tr[data-height="${Number(summary.height)}"]`)) return;
+  const row = blockRow(summary);
+  // keep the table sorted by height, newest first
+  let before = null;
+  for (const tr of body.rows) {
+    if (Number(tr.dataset.height) < summary.height) {
+      before = tr;
+      break;
+    }
+  }
+  body.insertBefore(row, before);
+  while (body.rows.length > LATEST) body.deleteRow(body.rows.length - 1);
+}
+
+async function loadLatest(head) {
+  const heights = [];
+  for (let h = head; h >= 1 && heights.length < LATEST; h--) heights.push(h);
+  const blocks = await Promise.all(heights.map((h) => api.block(h).catch(() => null)));
+  for (const b of blocks) if (b) addBlock(summaryOf(b));
+}
+
+async function onBlockEvent(data) {
+  const b = JSON.parse(data);
+  if (typeof b.height !== "number") return;
+  if (b.height > state.top + 1 && state.top > 0) {
+    // blocks committed between the status read and the stream opening: fetch them
+    const from = Math.max(state.top + 1, b.height - LATEST);
+    for (let h = from; h < b.height; h++) {
+      api.block(h).then((blk) => addBlock(summaryOf(blk))).catch(() => {});
+    }
+  }
+  if (b.height >= state.top) {
+    state.top = b.height;
+    setHead(b.height, b.hash, b.time_ms);
+  }
+  addBlock(b);
+}
+
+function openStream() {
+  if (state.stream) state.stream.close();
+  const es = new EventSource(api.streamUrl());
+  state.stream = es;
+  es.addEventListener("open", () => setLive("live", true));
+  es.addEventListener("block", (ev) => {
+    onBlockEvent(ev.data).catch((err) => showError(String(err)));
+  });
+  es.addEventListener("error", () => {
+    if (es.readyState === EventSource.CLOSED) {
+      // refused (e.g. 503 TOO_MANY_STREAMS): the browser will not retry by itself
+      setLive("offline", false);
+      setTimeout(openStream, RETRY_MS);
+    } else {
+      setLive("reconnecting", false);
+    }
+  });
+}
+
+// -- block page ---------------------------------------------------------------------------------
+
+async function showBlock(height) {
+  $("block-height").textContent = String(height);
+  for (const id of ["block-header", "block-cert", "block-signers"]) clear($(id).tBodies[0]);
+  clear($("block-txs"));
+  $("block-prev").href = `#/block/${Math.max(1, height - 1)}`;
+  $("block-next").href = `#/block/${height + 1}`;
+  const [block, cert] = await Promise.all([api.block(height), api.certificate(height)]);
+  const hd = block.header || {};
+  kvRows($("block-header"), [
+    ["hash", block.hash],
+    ["chain id", hd.chain_id],
+    ["height", hd.height],
+    ["time", fmtTime(hd.time_ms)],
+    ["parent hash", hd.parent_hash],
+    ["proposer", hd.proposer],
+    ["transactions root", hd.transactions_root],
+    ["receipts root", hd.receipts_root],
+    ["state root", hd.state_root],
+    ["validator set hash", hd.validator_set_hash],
+    ["next validator set hash", hd.next_validator_set_hash],
+    ["evidence", block.evidence],
+  ]);
+  const txs = $("block-txs");
+  if (!block.transactions.length) txs.appendChild(el("li", "no transactions", { class: "muted" }));
+  for (const h of block.transactions) {
+    const li = el("li");
+    li.appendChild(el("code", h));
+    txs.appendChild(li);
+  }
+  kvRows($("block-cert"), [
+    ["round", cert.round],
+    ["block hash", cert.block_hash],
+    ["signatures", (cert.signatures || []).length],
+  ]);
+  const body = $("block-signers").tBodies[0];
+  for (const sig of cert.signatures || []) {
+    const tr = el("tr");
+    const who = el("td");
+    who.appendChild(el("code", sig.validator));
+    tr.appendChild(who);
+    tr.appendChild(el("td", fmtTime(sig.time_ms)));
+    body.appendChild(tr);
+  }
+}
+
+// -- anchors ------------------------------------------------------------------------------------
+
+async function showAnchor(chain) {
+  $("anchor-chain").value = chain;
+  clear($("anchor").tBodies[0]);
+  if (!chain) return;
+  let read;
+  try {
+    read = await api.anchor(chain);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) {
+      kvRows($("anchor"), [["status", `no anchored chain "${chain}" on ${state.chainId || "this chain"}`]]);
+      return;
+    }
+    throw err;
+  }
+  const r = read.record || {};
+  const nextSet = r.next_validators && r.next_validators.validators;
+  kvRows($("anchor"), [
+    ["chain id", r.chain_id],
+    ["suite", r.suite],
+    ["anchored height", r.height],
+    ["anchored block hash", r.block_hash],
+    ["anchored block time", fmtTime(r.time_ms)],
+    ["age of the anchored header", fmtAge(r.time_ms)],
+    ["lag vs business head", "not known to this node (the relayer reports it)"],
+    ["next validators", Array.isArray(nextSet) ? nextSet.length : "—"],
+    ["registered at supervision height", r.registered_height],
+    ["read at supervision height", read.height],
+    ["supervision state root", read.state_root],
+  ]);
+}
+
+// -- routing ------------------------------------------------------------------------------------
+
+function show(view) {
+  for (const id of ["view-blocks", "view-block", "view-anchors"]) $(id).hidden = id !== view;
+}
+
+async function route() {
+  showError("");
+  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  try {
+    if (parts[0] === "block" && /^[0-9]+$/.test(parts[1] || "")) {
+      show("view-block");
+      await showBlock(Number(parts[1]));
+    } else if (parts[0] === "anchors") {
+      show("view-anchors");
+      await showAnchor(parts[1] || "");
+    } else {
+      show("view-blocks");
+    }
+  } catch (err) {
+    showError(err instanceof Error ? err.message : String(err));
+  }
+}
+
+async function main() {
+  $("anchor-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const chain = $("anchor-chain").value.trim();
+    location.hash = `#/anchors/${encodeURIComponent(chain)}`;
+  });
+  window.addEventListener("hashchange", route);
+  try {
+    const st = await api.status();
+    state.chainId = st.chain_id;
+    state.top = st.height;
+    $("head-chain").textContent = `${st.chain_id} (${st.role || "node"})`;
+    setHead(st.height, st.last_block_hash, st.last_time_ms);
+    await loadLatest(st.height);
+  } catch (err) {
+    showError(err instanceof Error ? err.message : String(err));
+  }
+  openStream();
+  await route();
+}
+
+main();
