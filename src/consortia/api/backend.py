@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -148,17 +149,19 @@ class ApiBackend(Protocol):
         ...
 
 
-class _StoreReads:
+class _StoreReads(ABC):
     """Block, certificate, receipts and tx-index reads shared by both backends, and the
     committed-block subscription over them."""
 
     _feed: CommitFeed
 
+    @abstractmethod
     def _store(self) -> ChainStore:
-        raise NotImplementedError
+        """The chain store the reads go to."""
 
+    @abstractmethod
     def _state(self) -> ChainState:
-        raise NotImplementedError
+        """The head state."""
 
     @property
     def chain_id(self) -> str:

@@ -29,7 +29,7 @@ from consortia.node.home import key_password
 from consortia.node.local import ACCOUNTS_DIR, DATA_DIR, load_genesis, restore_state
 from consortia.node.network_home import DEFAULT_BASE_PORT, NodeConfig, init_network
 from consortia.node.story import Outcome, Story, run_story
-from consortia.node.supervisor import spawn_node
+from consortia.node.supervisor import node_homes, spawn_node
 from consortia.node.verify import verify_chain
 from consortia.storage import ChainStore
 
@@ -38,31 +38,14 @@ VALIDATORS = [f"validator-{i}" for i in range(4)]
 NODES = [*VALIDATORS, "observer-0"]
 
 
-class _Network:
-    def __init__(self, home: Path, password: str) -> None:
+class ChainClients:
+    """The nodes of one chain (a network home), reached through their client ports."""
+
+    def __init__(self, home: Path, names: list[str] | None = None) -> None:
         self.home = home
-        self.password = password
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.configs = {n: NodeConfig.load(home / n) for n in NODES}
-
-    def start(self, name: str) -> None:
-        self.procs[name] = spawn_node(self.home / name, password=self.password)
-
-    def kill(self, name: str) -> None:
-        proc = self.procs.pop(name)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-
-    def stop_all(self) -> None:
-        for proc in self.procs.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.procs.clear()
+        homes = [home / n for n in names] if names is not None else node_homes(home)
+        self.nodes = {h.name: h for h in homes}
+        self.configs = {name: NodeConfig.load(h) for name, h in self.nodes.items()}
 
     def call(
         self, name: str, kind: str, body: dict[str, Any], timeout_s: float = 60
@@ -83,6 +66,32 @@ class _Network:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{names} did not reach height {height} in {timeout_s:.0f} s")
             time.sleep(0.3)
+
+
+class _Network(ChainClients):
+    def __init__(self, home: Path, password: str) -> None:
+        super().__init__(home, NODES)
+        self.password = password
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str) -> None:
+        self.procs[name] = spawn_node(self.home / name, password=self.password)
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
 
 
 def record_submission(

@@ -15,7 +15,6 @@ node's store is re-verified from genesis. Everything printed is read back from t
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import signal
 import subprocess
@@ -32,15 +31,19 @@ from consortia.ledger.types import Transaction
 from consortia.lookthrough.index import LookthroughIndex
 from consortia.lookthrough.surveillance import alert_as_report_fields
 from consortia.modules import anchoring, enforcement
-from consortia.node.client import NodeUnreachableError, request
 from consortia.node.demo import DemoReport, _Signer, investor_openings
-from consortia.node.demo_network import NetworkStoryChain, fill_block_hashes, record_submission
+from consortia.node.demo_network import (
+    ChainClients,
+    NetworkStoryChain,
+    fill_block_hashes,
+    record_submission,
+)
 from consortia.node.home import key_password
 from consortia.node.local import ACCOUNTS_DIR, load_genesis
-from consortia.node.network_home import DEFAULT_BASE_PORT, NodeConfig
+from consortia.node.network_home import DEFAULT_BASE_PORT
 from consortia.node.operations import OperationError, Operator
 from consortia.node.story import Story, run_story
-from consortia.node.supervisor import node_homes, spawn_node
+from consortia.node.supervisor import spawn_node
 from consortia.node.topology import (
     Topology,
     bootstrap,
@@ -58,33 +61,12 @@ EVIDENCE_DIR = "evidence"
 FAR_FUTURE_MS = 4_102_444_800_000  # 2100-01-01
 
 
-class _Chain:
+class _Chain(ChainClients):
     """One chain of the topology seen through its nodes' client ports."""
 
     def __init__(self, home: Path) -> None:
-        self.home = home
-        self.nodes = {h.name: h for h in node_homes(home)}
-        self.configs = {name: NodeConfig.load(h) for name, h in self.nodes.items()}
+        super().__init__(home)
         self.genesis = load_genesis(home)
-
-    def call(
-        self, node: str, kind: str, body: dict[str, Any], timeout_s: float = 60
-    ) -> dict[str, Any]:
-        cfg = self.configs[node]
-        return asyncio.run(request(cfg.host, cfg.client_port, kind, body, timeout_s=timeout_s))
-
-    def height(self, node: str) -> int:
-        try:
-            return int(self.call(node, "status", {}, timeout_s=10)["height"])
-        except (NodeUnreachableError, OSError):
-            return -1
-
-    def wait_for(self, nodes: list[str], height: int, timeout_s: float = 90) -> None:
-        deadline = time.monotonic() + timeout_s
-        while min(self.height(n) for n in nodes) < height:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{nodes} did not reach height {height} in {timeout_s:.0f} s")
-            time.sleep(0.3)
 
     def state(self, key: bytes) -> bytes | None:
         reply = self.call("observer-0", "state.get", {"key": key})

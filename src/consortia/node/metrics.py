@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from abc import ABC, abstractmethod
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 
@@ -59,7 +60,7 @@ def _labels_text(names: Sequence[str], values: Sequence[str]) -> str:
     return "{" + inner + "}"
 
 
-class _Metric:
+class _Metric(ABC):
     kind = ""
 
     def __init__(self, name: str, help_text: str, labels: Sequence[str] = ()) -> None:
@@ -81,9 +82,9 @@ class _Metric:
             )
         return tuple(str(labels[n]) for n in self.label_names)
 
+    @abstractmethod
     def samples(self) -> Iterator[tuple[str, str, float]]:
-        """(name suffix, label text, value) for every series; overridden per kind."""
-        raise NotImplementedError
+        """(name suffix, label text, value) for every series, per kind."""
 
     def render(self) -> str:
         lines = [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} {self.kind}"]
