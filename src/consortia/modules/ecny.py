@@ -53,6 +53,7 @@ from consortia.modules.investors import (
     NotAuthorizedError,
     check_id,
     check_sealed_identity,
+    check_text,
     sender_account,
 )
 from consortia.modules.registry import (
@@ -69,7 +70,6 @@ CATEGORIES = range(1, 5)  # 1 = strongest KYC (no fixed limits) .. 4 = phone num
 WALLET_KINDS: frozenset[str] = frozenset({"personal", "corporate"})
 CONDITIONS: frozenset[str] = frozenset({"date", "payer", "third_party"})
 JUDICIAL_ROLES: tuple[str, ...] = ("regulator", "court")
-MAX_TEXT = 200
 
 
 @dataclass(frozen=True)
@@ -249,12 +249,6 @@ class EscrowNotExpiredError(TxFailure):
 
 # ---------------------------------------------------------------------------------------------
 # Reads and checks shared with other modules
-
-
-def check_text(name: str, value: str, *, empty_ok: bool = False) -> None:
-    if (not empty_ok and not value.strip()) or len(value) > MAX_TEXT or not value.isprintable():
-        low = 0 if empty_ok else 1
-        raise InvalidArgumentError(f"{name} must be {low}..{MAX_TEXT} printable characters")
 
 
 def check_fen(name: str, amount: int) -> None:

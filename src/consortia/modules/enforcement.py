@@ -45,6 +45,7 @@ from consortia.modules.investors import (
     SecuritiesAccount,
     account_key,
     check_id,
+    check_text,
     is_broker_of,
     require_investor,
     require_open_account,
@@ -67,7 +68,6 @@ NAME = "enforcement"
 # enforcement) and the regulator (administrative freezes).
 FREEZE_AUTHORITIES: frozenset[str] = frozenset({"court", "regulator"})
 OPEN_STATUSES: frozenset[str] = frozenset({"active", "partial", "waiting"})
-MAX_TEXT = 200
 MAX_OPEN_FREEZES = 64  # per holding / per account: bounds the work of settling one
 
 
@@ -169,11 +169,6 @@ class TooManyFreezesError(TxFailure):
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
-
-
-def _check_text(name: str, value: str) -> None:
-    if not value.strip() or len(value) > MAX_TEXT or not value.isprintable():
-        raise InvalidArgumentError(f"{name} must be 1..{MAX_TEXT} printable characters")
 
 
 def _check_amount(amount: int) -> None:
@@ -347,7 +342,7 @@ def pledge(ctx: TxContext, args: PledgeArgs) -> None:
         raise NotAuthorizedError(f"only the owner of {acct.account_id!r} or its broker may pledge")
     sec = require_approved(ctx, args.code)
     check_id("pledge_id", args.pledge_id)
-    _check_text("reference", args.reference)
+    check_text("reference", args.reference)
     _check_amount(args.amount)
     if bool(args.pledgee_address) == bool(args.pledgee_org):
         raise InvalidArgumentError("name exactly one pledgee: an account address or an org")
@@ -416,7 +411,7 @@ def release(ctx: TxContext, args: ReleaseArgs) -> None:
     )
     if not is_pledgee and not has_role(sender, "exchange"):
         raise NotAuthorizedError("only the pledgee or the operator may release a pledge")
-    _check_text("reference", args.reference)
+    check_text("reference", args.reference)
     if p.status != "active":
         raise PledgeNotActiveError(f"pledge {p.pledge_id!r} is {p.status}")
     h = load_holding(ctx, p.code, p.account_id)
@@ -470,7 +465,7 @@ def freeze_as(ctx: TxContext, args: FreezeArgs, authority: bytes, authority_org:
     already checked may order freezes (the sender for ``freeze``; a proven supervision order for
     the ``supervision`` module). Every other rule and error code is ``freeze``'s."""
     check_id("freeze_id", args.freeze_id)
-    _check_text("reference", args.reference)
+    check_text("reference", args.reference)
     if not ctx.time_ms < args.expires_at_ms <= securities.MAX_AMOUNT:
         raise InvalidArgumentError("expires_at_ms must be a block time after the current one")
     acct = require_open_account(ctx, args.account_id)
@@ -578,7 +573,7 @@ def unfreeze_as(ctx: TxContext, args: UnfreezeArgs, *, authorized: bool = True) 
     """``unfreeze``; with ``authorized`` the caller has checked the authority (a supervision
     order) and the sender is not asked to be one."""
     f = _open_freeze(ctx, args.freeze_id, authorized=authorized)
-    _check_text("reference", args.reference)
+    check_text("reference", args.reference)
     released = f.effective if f.scope == "amount" else 0
     if released:
         h = load_holding(ctx, f.code, f.account_id)
@@ -609,7 +604,7 @@ def forced_transfer_as(
     """``forced_transfer``; with ``authorized`` the caller has checked the authority (a
     supervision order) and the sender is not asked to be one."""
     f = _open_freeze(ctx, args.freeze_id, authorized=authorized)
-    _check_text("reference", args.reference)
+    check_text("reference", args.reference)
     if f.scope != "amount" or f.effective == 0:
         raise FreezeNotActiveError(f"freeze {f.freeze_id!r} holds no frozen shares to transfer")
     if args.to_account == f.account_id:

@@ -104,6 +104,7 @@ from consortia.modules.investors import (
     NotAuthorizedError,
     SecuritiesAccount,
     check_id,
+    check_text,
     is_broker_of,
     require_investor,
     require_open_account,
@@ -131,7 +132,6 @@ MAX_SHARE_DECIMALS = 6
 MAX_TIERS = 8
 MAX_BATCH = 32  # a confirmation emits up to ~7 events; a transaction at most 256
 MAX_NAV = 10**12
-MAX_TEXT = 200
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,8 +503,7 @@ def register_fund(ctx: TxContext, args: RegisterFundArgs) -> None:
     if not has_role(sender, "fund_manager"):
         raise NotAuthorizedError("only a fund manager registers a fund")
     check_id("code", args.code)
-    if not args.name.strip() or len(args.name) > MAX_TEXT or not args.name.isprintable():
-        raise InvalidArgumentError(f"name must be 1..{MAX_TEXT} printable characters")
+    check_text("name", args.name)
     if args.risk_level not in securities.RISK_LEVELS:
         raise InvalidArgumentError("risk_level must be 1..5 (R1..R5)")
     if not 0 <= args.share_decimals <= MAX_SHARE_DECIMALS:

@@ -40,7 +40,6 @@ from consortia.execution.module import Method, Module
 from consortia.modules.calendar import DAY_MS, cst_date, date_start_ms
 from consortia.modules.ecny import (
     check_fen,
-    check_text,
     pay_between,
     require_spender,
     require_wallet,
@@ -49,6 +48,7 @@ from consortia.modules.investors import (
     InvalidArgumentError,
     NotAuthorizedError,
     check_id,
+    check_text,
     require_investor,
     sender_account,
 )

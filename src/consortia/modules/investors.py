@@ -51,6 +51,7 @@ RISK_TOLERANCES = range(1, 6)  # C1 (conservative) .. C5 (aggressive)
 COMMITMENT_SIZE = 32
 MAX_SEALED_IDENTITY = 4096
 MAX_ID = 64
+MAX_TEXT = 200
 SALT_SIZE = 32
 
 
@@ -245,6 +246,14 @@ def adjust_positions(ctx: TxContext, account_id: str, delta: int) -> None:
         ctx.delete(positions_key(account_id))
     else:
         ctx.put_record(positions_key(account_id), PositionCount(count))
+
+
+def check_text(name: str, value: str, *, empty_ok: bool = False) -> None:
+    """Free text of the business modules (names, reasons, legal references, memos): printable,
+    at most MAX_TEXT characters, not blank unless ``empty_ok``; else INVALID_ARGUMENT."""
+    if (not empty_ok and not value.strip()) or len(value) > MAX_TEXT or not value.isprintable():
+        low = 0 if empty_ok else 1
+        raise InvalidArgumentError(f"{name} must be {low}..{MAX_TEXT} printable characters")
 
 
 def check_id(name: str, value: str) -> None:

@@ -37,12 +37,11 @@ from consortia.execution.errors import TxFailure
 from consortia.execution.module import Method, Module
 from consortia.modules.anchoring import require_chain
 from consortia.modules.registry import InvalidFieldError as InvalidArgumentError
-from consortia.modules.registry import require_account, require_role
+from consortia.modules.registry import check_text, is_id, require_account, require_role
 
 NAME = "orders"
 
 MAX_ID = 64
-MAX_TEXT = 200
 MAX_AMOUNT = (1 << 63) - 1
 
 ORDER_KINDS: frozenset[str] = frozenset(
@@ -108,19 +107,6 @@ class OrderExistsError(TxFailure):
 # Checks
 
 
-def _is_id(value: str) -> bool:
-    return (
-        bool(value)
-        and len(value) <= MAX_ID
-        and value.isascii()
-        and all(c.isalnum() or c in "-_." for c in value)
-    )
-
-
-def _check_text(name: str, value: str) -> None:
-    if not value.strip() or len(value) > MAX_TEXT or not value.isprintable():
-        raise InvalidArgumentError(f"{name} must be 1..{MAX_TEXT} printable characters")
-
 
 def check_order_fields(args: IssueOrderArgs) -> None:
     """Raise ``InvalidOrderError`` unless ``args`` uses exactly the fields its kind allows."""
@@ -133,7 +119,7 @@ def check_order_fields(args: IssueOrderArgs) -> None:
         if name not in used:
             if value:
                 raise InvalidOrderError(f"a {args.kind} order leaves {name} empty")
-        elif value and not _is_id(value):
+        elif value and not is_id(value):
             raise InvalidOrderError(f"{name} must be 1..{MAX_ID} ASCII letters, digits, '-_.'")
         elif not value and name not in optional:
             raise InvalidOrderError(f"a {args.kind} order needs {name}")
@@ -176,9 +162,9 @@ class IssueOrderArgs:
 def issue_order(ctx: TxContext, args: IssueOrderArgs) -> None:
     """The regulator issues an order to a registered business chain."""
     require_role(require_account(ctx, ctx.sender), "regulator")
-    if not _is_id(args.order_id):
+    if not is_id(args.order_id):
         raise InvalidArgumentError(f"order_id must be 1..{MAX_ID} ASCII letters, digits, '-_.'")
-    _check_text("reference", args.reference)
+    check_text("reference", args.reference)
     check_order_fields(args)
     if args.kind == "freeze" and args.expires_at_ms <= ctx.time_ms:
         raise InvalidOrderError("expires_at_ms must be after the current block time")

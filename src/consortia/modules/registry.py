@@ -218,14 +218,23 @@ def require_role(acct: Account, *roles: str) -> None:
         raise UnauthorizedError(f"account {acct.address.hex()} needs one of roles {sorted(roles)}")
 
 
-def _check_text(name: str, value: str, limit: int = MAX_TEXT) -> None:
+def check_text(name: str, value: str, limit: int = MAX_TEXT) -> None:
     if not value.strip() or len(value) > limit or not value.isprintable():
         raise InvalidFieldError(f"{name} must be 1..{limit} printable characters")
 
 
+def is_id(value: str) -> bool:
+    """An identifier: 1..MAX_ID ASCII letters, digits, '-', '_' and '.' (both tiers use it)."""
+    return (
+        bool(value)
+        and len(value) <= MAX_ID
+        and value.isascii()
+        and all(c.isalnum() or c in "-_." for c in value)
+    )
+
+
 def _check_id(name: str, value: str) -> None:
-    ok = value and len(value) <= MAX_ID and all(c.isalnum() or c in "-_." for c in value)
-    if not ok or not value.isascii():
+    if not is_id(value):
         raise InvalidFieldError(f"{name} must be 1..{MAX_ID} ASCII letters, digits, '-', '_', '.'")
 
 
@@ -281,7 +290,7 @@ class RegisterOrgArgs:
 def check_new_org(ctx: TxContext, org_id: str, name: str, kind: str) -> None:
     """Raise unless an organization ``org_id`` may be admitted now (never a regulator)."""
     _check_id("org_id", org_id)
-    _check_text("name", name)
+    check_text("name", name)
     if kind not in ORG_KINDS or kind == "regulator":
         raise InvalidFieldError(f"organization kind {kind!r} is not admissible by transaction")
     if ctx.get(org_key(org_id)) is not None:
@@ -410,7 +419,7 @@ def freeze_account(ctx: TxContext, args: FreezeArgs) -> None:
     """Freeze an account: it can send no transaction until unfrozen. Reason is recorded."""
     target = require_account(ctx, args.address)
     _require_freezer(ctx, target)
-    _check_text("reason", args.reason)
+    check_text("reason", args.reason)
     if target.frozen:
         raise AlreadyFrozenError(f"account {target.address.hex()} is already frozen")
     if target.address == ctx.sender:
@@ -425,7 +434,7 @@ def unfreeze_account(ctx: TxContext, args: FreezeArgs) -> None:
     """Lift a freeze (same authorities as freezing). Reason is recorded."""
     target = require_account(ctx, args.address)
     _require_freezer(ctx, target)
-    _check_text("reason", args.reason)
+    check_text("reason", args.reason)
     if not target.frozen:
         raise NotFrozenError(f"account {target.address.hex()} is not frozen")
     ctx.put_record(account_key(target.address), replace(target, frozen=False, freeze_reason=""))

@@ -31,7 +31,7 @@ from consortia.execution.errors import TxFailure
 from consortia.execution.module import Method, Module
 from consortia.modules.anchoring import load_anchor, require_chain
 from consortia.modules.registry import InvalidFieldError as InvalidArgumentError
-from consortia.modules.registry import require_account, require_role
+from consortia.modules.registry import is_id, require_account, require_role
 
 NAME = "reports"
 
@@ -183,14 +183,6 @@ class ReportExistsError(TxFailure):
 # Schema checks
 
 
-def _is_id(value: str) -> bool:
-    return (
-        bool(value)
-        and len(value) <= MAX_ID
-        and value.isascii()
-        and all(c.isalnum() or c in "-_." for c in value)
-    )
-
 
 def _field_problem(spec: FieldSpec, value: FieldValue) -> str | None:
     """Why ``value`` does not fit ``spec`` (None if it does)."""
@@ -206,7 +198,7 @@ def _field_problem(spec: FieldSpec, value: FieldValue) -> str | None:
     if not isinstance(value, str):
         return "must be text"
     if spec.kind == "id":
-        return None if _is_id(value) else f"must be 1..{MAX_ID} ASCII letters, digits, '-_.'"
+        return None if is_id(value) else f"must be 1..{MAX_ID} ASCII letters, digits, '-_.'"
     if spec.kind == "hex":
         ok = 0 < len(value) <= MAX_HEX and len(value) % 2 == 0
         ok = ok and all(c in "0123456789abcdef" for c in value)
@@ -254,7 +246,7 @@ class SubmitReportArgs:
 def submit_report(ctx: TxContext, args: SubmitReportArgs) -> None:
     """A relayer or the regulator files a report about an anchored business block."""
     require_role(require_account(ctx, ctx.sender), *SUBMITTER_ROLES)
-    if not _is_id(args.report_id):
+    if not is_id(args.report_id):
         raise InvalidArgumentError(f"report_id must be 1..{MAX_ID} ASCII letters, digits, '-_.'")
     check_report_fields(args.category, args.fields)
     require_chain(ctx, args.chain_id)

@@ -35,6 +35,7 @@ from consortia.modules.investors import (
     SecuritiesAccount,
     adjust_positions,
     check_id,
+    check_text,
     is_broker_of,
     require_investor,
     require_open_account,
@@ -48,7 +49,6 @@ SECURITY_KINDS: frozenset[str] = frozenset({"equity", "bond", "fund_share"})
 RISK_LEVELS = range(1, 6)  # R1..R5
 MAX_DECIMALS = 18
 MAX_AMOUNT = (1 << 63) - 1
-MAX_TEXT = 200
 MAX_MAPPING_ENTRIES = 1000
 DISCLOSURE_STEP_PCT = 5
 STEPS_PER_WHOLE = 100 // DISCLOSURE_STEP_PCT
@@ -229,11 +229,6 @@ def load_holding(ctx: TxContext, code: str, account_id: str) -> Holding:
     return found if found is not None else Holding(code, account_id, 0, 0, 0, 0, 0)
 
 
-def _check_text(name: str, value: str) -> None:
-    if not value.strip() or len(value) > MAX_TEXT or not value.isprintable():
-        raise InvalidArgumentError(f"{name} must be 1..{MAX_TEXT} printable characters")
-
-
 def _check_amount(name: str, amount: int, *, positive: bool = True) -> None:
     low = 1 if positive else 0
     if not low <= amount <= MAX_AMOUNT:
@@ -365,7 +360,7 @@ def apply(ctx: TxContext, args: ApplyArgs) -> None:
     if not has_role(sender, "issuer"):
         raise NotAuthorizedError("only an issuer applies to register a security")
     check_id("code", args.code)
-    _check_text("name", args.name)
+    check_text("name", args.name)
     if args.kind not in SECURITY_KINDS:
         raise InvalidArgumentError(f"kind must be one of {sorted(SECURITY_KINDS)}")
     _check_amount("authorized", args.authorized)
@@ -414,7 +409,7 @@ def _require_operator(ctx: TxContext) -> None:
 
 def _decide(ctx: TxContext, args: DecideArgs, status: str) -> None:
     _require_operator(ctx)
-    _check_text("reason", args.reason)
+    check_text("reason", args.reason)
     sec = require_security(ctx, args.code)
     if sec.status != "pending":
         raise NotPendingError(f"security {sec.code!r} is already {sec.status}")
@@ -555,7 +550,7 @@ def halt(ctx: TxContext, args: HaltArgs) -> None:
 def halt_as_authority(ctx: TxContext, args: HaltArgs) -> None:
     """``halt`` once the caller has checked the authority (the operator for ``halt``; a proven
     supervision order for the ``supervision`` module); same rules and error codes."""
-    _check_text("reason", args.reason)
+    check_text("reason", args.reason)
     sec = require_approved(ctx, args.code)
     if sec.halted:
         raise AlreadyHaltedError(f"{sec.code!r} is already halted")
@@ -571,7 +566,7 @@ def resume(ctx: TxContext, args: HaltArgs) -> None:
 
 def resume_as_authority(ctx: TxContext, args: HaltArgs) -> None:
     """``resume`` once the caller has checked the authority; same rules and error codes."""
-    _check_text("reason", args.reason)
+    check_text("reason", args.reason)
     sec = require_approved(ctx, args.code)
     if not sec.halted:
         raise NotHaltedError(f"{sec.code!r} is not halted")
@@ -602,8 +597,7 @@ def transfer(ctx: TxContext, args: TransferArgs) -> None:
         raise NotAuthorizedError(
             f"only the owner of {src.account_id!r} or its broker may transfer from it"
         )
-    if len(args.memo) > MAX_TEXT or not args.memo.isprintable():
-        raise InvalidArgumentError(f"memo must be 0..{MAX_TEXT} printable characters")
+    check_text("memo", args.memo, empty_ok=True)
     move_shares(ctx, sec.code, args.from_account, args.to_account, args.amount, memo=args.memo)
 
 
