@@ -300,14 +300,14 @@ def check_admission(
     return acct
 
 
-def _run(ctx: TxContext, tx: Transaction, sender: Account) -> None:
+def _run(ctx: TxContext, tx: Transaction, sender: Account, enabled: frozenset[str]) -> None:
     if sender.frozen:
         raise SenderFrozenError(f"account {sender.address.hex()} is frozen: {sender.freeze_reason}")
     org = ctx.get_record(org_key(sender.org_id), Organization)
     if org is None or not org.active:
         raise SenderOrgInactiveError(f"organization {sender.org_id!r} is not an active member")
     module = NATIVE_MODULES.get(tx.module)
-    if module is None or tx.module not in modules_of_chain(ctx):
+    if module is None or tx.module not in enabled:
         raise UnknownModuleError(f"no module {tx.module!r} on this chain")
     method = module.methods.get(tx.method)
     if method is None:
@@ -339,6 +339,7 @@ def execute_transactions(
     suite = state.suite
     writes: dict[bytes, bytes | None] = {}
     included: list[Transaction] = []
+    enabled = modules_of_chain(state.tree.get)  # the tier is fixed at genesis
     receipts: list[Receipt] = []
     rejected: list[tuple[Transaction, str]] = []
     for index, tx in enumerate(txs):
@@ -360,7 +361,7 @@ def execute_transactions(
             sender=tx.sender,
         )
         try:
-            _run(ctx, tx, sender)
+            _run(ctx, tx, sender, enabled)
             receipt = Receipt(tx_hash, TxStatus.OK, "", "", tuple(ctx.events))
             try:
                 receipt.encode()  # cached for the receipts root and the store

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from consortia.execution.context import TxContext
+from collections.abc import Callable
+
 from consortia.execution.module import Module
 from consortia.modules import (
     anchoring,
@@ -42,7 +43,6 @@ NATIVE_MODULES: dict[str, Module] = {
 }
 
 
-
 # Which modules each tier of the two-tier architecture runs (a chain's genesis names its tier).
 # Registry and governance run everywhere: members, keys, roles and votes exist on both tiers.
 TIER_MODULES: dict[str, frozenset[str]] = {
@@ -66,9 +66,11 @@ TIER_MODULES: dict[str, frozenset[str]] = {
 TIER_KEY = b"chain/tier"
 
 
-def modules_of_chain(ctx: TxContext) -> frozenset[str]:
-    """The modules enabled on the chain ``ctx`` runs on (by the tier its genesis recorded)."""
-    raw = ctx.get(TIER_KEY)
+def modules_of_chain(read: Callable[[bytes], bytes | None]) -> frozenset[str]:
+    """The modules enabled on a chain, by the tier its genesis recorded (``read`` reads its
+    state; no transaction changes the tier, so the executor asks once per block)."""
+    raw = read(TIER_KEY)
     return TIER_MODULES["business" if raw is None else raw.decode()]
+
 
 __all__ = ["NATIVE_MODULES", "TIER_KEY", "TIER_MODULES", "modules_of_chain"]
