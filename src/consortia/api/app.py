@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -108,6 +109,8 @@ class ApiSettings:
     max_clients_tracked: int = 10_000
     auth_window_ms: int = 60_000  # a signed request's timestamp may be this far off the clock
     max_replay_entries: int = 100_000  # signed requests remembered (within the window)
+    lookthrough_index: Path | None = None  # SQLite look-through index for the regulator views
+    supervision_api: str = ""  # a supervision node's API URL, for anchor evidence
 
 
 # ---------------------------------------------------------------------------------------------

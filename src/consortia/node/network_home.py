@@ -83,6 +83,12 @@ class NodeConfig:
     client_port: int
     peers: tuple[PeerConfig, ...]
     api_port: int = 0  # REST API (HTTP) port; 0: no API. Absent from pre-API config files.
+    # Look-through index (SQLite, written by `consortia supervise follow`) the API serves the
+    # regulator dashboard from; relative to the node home; "": no dashboard data on this node.
+    lookthrough_index: str = ""
+    # A supervision node's REST API (http://host:port) this business node's API fetches anchor
+    # evidence from for `/v1/evidence/...`; "": evidence export over this API is unavailable.
+    supervision_api: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"

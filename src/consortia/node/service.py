@@ -301,7 +301,15 @@ class Node:
                 yield  # the node owns SIGINT/SIGTERM and stops the API itself
 
         try:
-            app = create_app(backend_class(self))
+            settings_class = importlib.import_module("consortia.api.app").ApiSettings
+            index = self.config.lookthrough_index
+            app = create_app(
+                backend_class(self),
+                settings_class(
+                    lookthrough_index=(self.home / index) if index else None,
+                    supervision_api=self.config.supervision_api,
+                ),
+            )
             server = EmbeddedServer(
                 uvicorn.Config(
                     app,
