@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from consortia.cli.progress import stages
 from consortia.crypto import get_suite
 from consortia.ledger.merkle import MerkleLog, verify_inclusion
 from consortia.ledger.state_tree import StateTree, verify_state_proof
@@ -182,16 +182,18 @@ def main() -> None:
     q = args.quick
     started = time.perf_counter()
     results: dict[str, float | str] = {"machine_cores": os.cpu_count() or 0}
-    for name, n in (("intl", 300 if q else 3_000), ("gm", 50 if q else 400)):
-        print(f"crypto suite {name} ...", file=sys.stderr)
-        results.update(bench_suite(name, n))
-    print("merkle ...", file=sys.stderr)
-    results.update(bench_merkle(2_000 if q else 100_000))
-    print("state tree ...", file=sys.stderr)
-    results.update(bench_state(5_000 if q else 100_000, 2 if q else 10))
-    for name, blocks in (("intl", 1 if q else 5), ("gm", 1 if q else 2)):
-        print(f"blocks ({name}) ...", file=sys.stderr)
-        results.update(bench_blocks(name, blocks, 100 if q else 1_000))
+    # Progress on stderr (a bar on a terminal); stdout is only the JSON result.
+    with stages("ledger benchmarks", 6) as stage:
+        for name, n in (("intl", 300 if q else 3_000), ("gm", 50 if q else 400)):
+            stage(f"crypto suite {name}")
+            results.update(bench_suite(name, n))
+        stage("merkle")
+        results.update(bench_merkle(2_000 if q else 100_000))
+        stage("state tree")
+        results.update(bench_state(5_000 if q else 100_000, 2 if q else 10))
+        for name, blocks in (("intl", 1 if q else 5), ("gm", 1 if q else 2)):
+            stage(f"blocks ({name})")
+            results.update(bench_blocks(name, blocks, 100 if q else 1_000))
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(results))
 

@@ -25,13 +25,13 @@ import os
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from consortia.cli.progress import stages
 from consortia.crypto import decrypt_key_file, get_suite
 from consortia.ledger.types import Transaction, sign_transaction
 from consortia.node.client import ClientConnection, call
@@ -143,8 +143,14 @@ async def drive(
 
 
 def run_suite(
-    suite_name: str, seconds: float, rate: float, concurrency: int, batch: int
+    suite_name: str,
+    seconds: float,
+    rate: float,
+    concurrency: int,
+    batch: int,
+    stage: Callable[[str], None] = lambda _label: None,
 ) -> dict[str, Any]:
+    """Both load phases on a fresh network; ``stage(label)`` is told as each step starts."""
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "net"
@@ -157,12 +163,13 @@ def run_suite(
             password=PASSWORD,
             scrypt_n=1 << 10,
         )
-        print(f"[{suite_name}] pre-signing transactions ...", file=sys.stderr)
+        stage(f"[{suite_name}] pre-signing transactions")
         # Enough for the fixed phase plus a saturation phase above what 2 cores can commit.
         ceiling = 3_000 if suite_name == "intl" else 800
         per_sender = int((rate + ceiling) * seconds / len(SENDERS)) + 1
         queues = presign(home, suite_name, per_sender)
         configs = [NodeConfig.load(home / n) for n in NODES]
+        stage(f"[{suite_name}] starting 4 validators")
         procs = [spawn_node(home / n, password=PASSWORD, log_level="WARNING") for n in NODES]
         try:
             deadline = time.monotonic() + 30
@@ -183,7 +190,7 @@ def run_suite(
             offsets = dict.fromkeys(queues, 0)
             for phase, phase_rate in (("fixed_load", rate), ("saturation", None)):
                 remaining = {k: v[offsets[k] :] for k, v in queues.items()}
-                print(f"[{suite_name}] {phase} for {seconds:.0f} s ...", file=sys.stderr)
+                stage(f"[{suite_name}] {phase} for {seconds:.0f} s")
                 h0 = call(configs[0].host, configs[0].client_port, "status")["height"]
                 cpu0 = [_cpu_seconds(p.pid) for p in procs]
                 t0 = time.monotonic()
@@ -240,9 +247,11 @@ def main() -> None:
     args = parser.parse_args()
     suites = ["intl", "gm"] if args.suite == "both" else [args.suite]
     report: dict[str, Any] = {"validators": 4, "cores": os.cpu_count()}
-    for s in suites:
-        rate = args.rate if s == "intl" else min(args.rate, 100.0)
-        report[s] = run_suite(s, args.seconds, rate, args.concurrency, args.batch)
+    # Progress on stderr (a bar on a terminal); stdout is only the JSON report.
+    with stages("network benchmark", 4 * len(suites)) as stage:
+        for s in suites:
+            rate = args.rate if s == "intl" else min(args.rate, 100.0)
+            report[s] = run_suite(s, args.seconds, rate, args.concurrency, args.batch, stage)
     print(json.dumps(report))
 
 

@@ -20,3 +20,21 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -e ".[dev]"
   touch "$stamp"
 fi
+# The browser tests (tests/test_browser.py) drive the distribution's Chromium through Playwright
+# (`executable_path`; Playwright's own browser downloads are never used). Install it if missing.
+if [ ! -x /usr/bin/chromium ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing chromium (apt) for the browser tests"
+    sudo_cmd=""
+    if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo_cmd="sudo"; fi
+    if ! { $sudo_cmd apt-get install -y -qq chromium >/dev/null 2>&1 \
+        || { $sudo_cmd apt-get update -qq >/dev/null 2>&1 \
+             && $sudo_cmd apt-get install -y -qq chromium >/dev/null 2>&1; }; }; then
+      echo "warning: could not install chromium with apt-get; tests/test_browser.py will be" \
+        "skipped (install the Debian package 'chromium' by hand)" >&2
+    fi
+  else
+    echo "note: /usr/bin/chromium is missing and apt-get is unavailable; tests/test_browser.py" \
+      "will be skipped" >&2
+  fi
+fi

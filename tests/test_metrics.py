@@ -3,7 +3,6 @@ the API port layout, and a real node whose counters move as transactions commit.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import socket
@@ -246,22 +245,25 @@ def test_node_metrics_names() -> None:
 # Configuration: API ports
 
 
-def test_old_config_without_api_port_loads(tmp_path: Path) -> None:
+def test_config_without_api_port_loads(tmp_path: Path) -> None:
     node = tmp_path / "n"
     node.mkdir()
-    raw = {
-        "node_name": "validator-0",
-        "org_id": "exchange",
-        "role": "validator",
-        "host": "127.0.0.1",
-        "p2p_port": 26600,
-        "client_port": 26601,
-        "peers": [{"name": "validator-1", "host": "127.0.0.1", "port": 26602}],
-    }
-    (node / CONFIG_FILE).write_text(json.dumps(raw))
+    text = """
+node_name = "validator-0"
+org_id = "exchange"
+role = "validator"
+host = "127.0.0.1"
+p2p_port = 26600
+client_port = 26601
+[[peers]]
+name = "validator-1"
+host = "127.0.0.1"
+port = 26602
+"""
+    (node / CONFIG_FILE).write_text(text)
     assert NodeConfig.load(node).api_port == 0
-    (node / CONFIG_FILE).write_text(json.dumps({**raw, "api_port": "80"}))
-    with pytest.raises(NodeError):
+    (node / CONFIG_FILE).write_text('api_port = "80"\n' + text)
+    with pytest.raises(NodeError, match="api_port"):
         NodeConfig.load(node)
 
 

@@ -370,7 +370,7 @@ def node_home(tmp_path: Path, name: str, net: Net, port: int) -> Path:
     home.mkdir()
     (home / "genesis.json").write_text(net.c.genesis.to_json())
     config = NodeConfig(name, "csrc", "observer", "127.0.0.1", port, port, ())
-    (home / "config.json").write_text(config.to_json())
+    config.save(home)
     key = home / "relayer.key"
     key.write_bytes(encrypt_key_file(net.c.accounts["relayer"], PASSWORD, scrypt_n=1 << 10))
     return home

@@ -1,6 +1,7 @@
-"""The web UI's first slice (the public explorer) as served by the API over a LocalChain: the
-files, their content types, redirects, 404 problems, no external URLs, and the JavaScript's /v1
-paths checked against the app's OpenAPI so the UI can't drift from the API."""
+"""The web UI (explorer, investor view, regulator dashboard) as served by the API over a
+LocalChain: the files, their content types, redirects, 404 problems, no external URLs, no HTML
+sinks, module imports only of served files, and the JavaScript's /v1 paths checked against the
+app's OpenAPI so the UI can't drift from the API. (tests/test_browser.py runs it in Chromium.)"""
 
 from __future__ import annotations
 
@@ -44,9 +45,15 @@ def test_index_served_as_html(client: TestClient) -> None:
     assert 'href="style.css"' in resp.text
 
 
+JS_FILES = sorted(name for name in WEB_FILES if name.endswith(".js"))
+# The one URL the scripts may contain: SVG's XML namespace (an identifier, never fetched).
+SVG_NAMESPACE = '"http://www.w3.org/2000/svg"'
+
+
 @pytest.mark.parametrize(
     ("name", "content_type"),
-    [("app.js", "text/javascript; charset=utf-8"), ("style.css", "text/css; charset=utf-8")],
+    [(name, "text/javascript; charset=utf-8") for name in JS_FILES]
+    + [("style.css", "text/css; charset=utf-8")],
 )
 def test_assets_served(client: TestClient, name: str, content_type: str) -> None:
     resp = client.get(f"/ui/{name}")
@@ -116,7 +123,7 @@ def test_js_paths_parser() -> None:
 
 
 def test_js_references_only_existing_v1_routes(client: TestClient) -> None:
-    js = client.get("/ui/app.js").text
+    js = "\n".join(client.get(f"/ui/{name}").text for name in JS_FILES)
     used = _js_paths(js)
     assert {
         "/v1/status",
@@ -124,23 +131,41 @@ def test_js_references_only_existing_v1_routes(client: TestClient) -> None:
         "/v1/blocks/{param}",
         "/v1/blocks/{param}/certificate",
         "/v1/anchors/{param}",
+        "/v1/me",
+        "/v1/activity",
+        "/v1/supervision/alerts",
+        "/v1/supervision/anchoring",
     } <= used
     routes = {_PARAM.sub("{param}", p) for p in client.get("/openapi.json").json()["paths"]}
     missing = used - routes
-    assert not missing, f"app.js calls routes the API does not have: {sorted(missing)}"
-    # every /v1 mention in the file is one of the parsed literals (no path built another way)
+    assert not missing, f"the UI calls routes the API does not have: {sorted(missing)}"
+    # every /v1 mention in the files is one of the parsed literals (no path built another way)
     assert js.count("/v1/") == sum(1 for _ in _V1_LITERAL.finditer(js))
 
 
-def test_js_inserts_no_html(client: TestClient) -> None:
-    js = client.get("/ui/app.js").text
+def test_js_modules_import_only_served_files(client: TestClient) -> None:
+    index = client.get("/ui/").text
+    assert re.findall(r'<script[^>]*src="([^"]+)"', index) == ["app.js"]
+    for name in JS_FILES:
+        js = client.get(f"/ui/{name}").text
+        for target in re.findall(r"""^import\s[^;]*?from\s+["']([^"']+)["']""", js, re.M):
+            assert target.startswith("./") and target[2:] in WEB_FILES, (name, target)
+
+
+@pytest.mark.parametrize("name", JS_FILES)
+def test_js_inserts_no_html(client: TestClient, name: str) -> None:
+    js = client.get(f"/ui/{name}").text
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert sink not in js
+    assert "new Function" not in js and ".style." not in js  # no code from strings, no inline CSS
 
 
 @pytest.mark.parametrize("name", sorted(WEB_FILES))
 def test_no_external_urls(client: TestClient, name: str) -> None:
     text = client.get("/ui/" if name == "index.html" else f"/ui/{name}").text
+    if name == "dashboard.js":
+        assert text.count(SVG_NAMESPACE) == 1
+        text = text.replace(SVG_NAMESPACE, "")
     assert "http://" not in text
     assert "https://" not in text
     # nor protocol-relative ones ("//host/...") in src / href attributes or CSS url()

@@ -20,8 +20,10 @@ prefixes) need a request signed with a registry account's key (``consortia.api.a
 problems) and are authorized by role (``consortia.api.private``; 403 ``FORBIDDEN``): the investor
 / wallet owner / transaction sender, its broker, operator bank or organization, the regulator.
 Public chain data (status, blocks, certificates, accounts, anchors, public state prefixes) stays
-open. Committed blocks stream as Server-Sent Events (``consortia.api.stream``). Not yet: mutual
-TLS for institutions, evidence export, typed fund, policy and alert reads.
+open. Committed blocks stream as Server-Sent Events (``consortia.api.stream``). Typed fund,
+position, order, product and policy reads and ``/v1/me`` are in ``consortia.api.records``,
+evidence export in ``consortia.api.evidence``. Not yet: mutual TLS for institutions, typed alert
+reads.
 """
 
 from __future__ import annotations
@@ -42,8 +44,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consortia import codec
-from consortia.api.auth import AuthError, RequestAuthenticator
+from consortia.api.auth import (
+    AuthError,
+    RequestAuthenticator,
+    session_token_of,
+    verify_session,
+)
 from consortia.api.backend import ApiBackend, StateRead
+from consortia.api.evidence import evidence_router
 from consortia.api.private import (
     SEALED_STATE_PREFIXES,
     HoldingsIndex,
@@ -57,7 +65,9 @@ from consortia.api.private import (
     tx_access,
     wallet_access,
 )
+from consortia.api.records import records_router
 from consortia.api.stream import stream_router
+from consortia.api.supervision_views import supervision_router
 from consortia.api.webui import webui_router
 from consortia.execution.state import ChainState
 from consortia.modules import anchoring, ecny, investors, registry, securities
@@ -393,8 +403,20 @@ def create_app(
         return problem(exc.status, exc.code, exc.detail, headers=headers)
 
     async def caller(request: Request) -> registry.Account:
-        """The registry account that signed this request (401 problem otherwise)."""
+        """The registry account that signed this request, or whose session grant it carries
+        (``Authorization: Consortia-Session``, GET only); a 401/403 problem otherwise."""
         state = backend.head()
+        token = session_token_of(request.headers)
+        if token is not None:
+            return verify_session(
+                token,
+                suite=state.suite,
+                chain_id=state.chain_id,
+                lookup=lambda address: load_account(state, address),
+                method=request.method,
+                now_ms=clock_ms(),
+                window_ms=settings.auth_window_ms,
+            )
         target = request.scope.get("raw_path") or request.url.path.encode()
         path = target.decode("latin-1")
         query = request.scope.get("query_string") or b""
@@ -690,6 +712,10 @@ def create_app(
             "day_spent": wallet.day_spent,
         }
 
+    app.include_router(records_router(backend, caller))  # funds, policies, /v1/me
+    app.include_router(evidence_router(backend, caller, settings))  # evidence bundles
+    app.include_router(supervision_router(backend, settings, caller))  # dashboard data
+
     # -- submission ----------------------------------------------------------------------------
 
     @app.post("/v1/tx", tags=["transactions"])
@@ -711,12 +737,18 @@ def create_app(
     plain_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
-        """FastAPI documents validation errors as 422; this API answers them with a 400 problem."""
+        """FastAPI documents validation errors as 422; this API answers them with a 400 problem.
+        Error responses are documented as ``application/problem+json``, as they are served."""
         if app.openapi_schema is None:
             schema = plain_openapi()
             for item in schema.get("paths", {}).values():
                 for operation in item.values():
-                    operation.get("responses", {}).pop("422", None)
+                    responses = operation.get("responses", {})
+                    responses.pop("422", None)
+                    for status, response in responses.items():
+                        content = response.get("content", {})
+                        if str(status).startswith(("4", "5")) and "application/json" in content:
+                            content[PROBLEM_JSON] = content.pop("application/json")
             for name in ("HTTPValidationError", "ValidationError"):
                 schema.get("components", {}).get("schemas", {}).pop(name, None)
         return app.openapi_schema or plain_openapi()

@@ -1,15 +1,29 @@
-"""The web UI (first slice): a public chain explorer served by the node's API under ``/ui``.
+"""The web UI served by the node's API under ``/ui``: explorer, investor view, regulator dashboard.
 
-Three static files shipped as package data (``consortia/api/web``: ``index.html``, ``app.js``,
-``style.css``), plain HTML and vanilla JavaScript modules: no build step, no CDN, no npm at
-runtime. The page reads only the public ``/v1`` endpoints (status, blocks, certificates, anchors)
-and follows ``GET /v1/stream`` with an ``EventSource``; every value is inserted with
-``textContent``, never as HTML. ``/`` redirects to ``/ui/``; any other ``/ui/...`` path is a 404
-problem detail (the app's handler). Files are served from a fixed allow-list, so no path from the
-request ever reaches the filesystem.
+Static files shipped as package data (``consortia/api/web``: ``index.html``, ``style.css`` and the
+JavaScript modules ``app.js`` (routing, explorer, sign-in, the event stream), ``api.js`` (DOM
+helpers, API calls, the session), ``investor.js`` and ``dashboard.js``), plain HTML and vanilla
+JavaScript modules: no build step, no CDN, no npm at runtime, no external code. Every value is
+inserted with ``textContent`` (or an SVG attribute set by DOM calls), never as HTML. The CSP
+allows scripts, styles and connections to this origin only (``script-src 'self'``).
 
-Not yet: the regulator dashboard and the investor view, which need signed requests and so an
-institution login (a local signing proxy, or WebCrypto with an imported key).
+- **Explorer** (public): status, blocks, certificates, anchors; live from ``GET /v1/stream``
+  (``EventSource``).
+- **Sign-in**: a session grant from ``consortia api login`` (``consortia.api.auth``), pasted or
+  read from the URL fragment ``#session=TOKEN`` (a fragment never reaches the server or its logs;
+  the page removes it from the address bar), kept in ``sessionStorage`` (this tab only) and sent
+  as ``Authorization: Consortia-Session TOKEN`` on private GETs. The page shows who is signed in
+  (``GET /v1/me``: organization, address, roles) and signs out on request or when the session is
+  refused (expired, key rotated). No key ever reaches the browser.
+- **Investor view**: ``GET /v1/me`` (investor record, holdings, wallets, fund positions and
+  orders, policies), refreshed on every new block of the stream.
+- **Regulator dashboard** (a supervision node's API, regulator accounts):
+  ``/v1/supervision/...`` panels and ``/v1/activity`` as an inline SVG chart, refreshed on every
+  new block; 503 ``LOOKTHROUGH_UNAVAILABLE`` is shown as such.
+
+``/`` redirects to ``/ui/``; any other ``/ui/...`` path is a 404 problem detail (the app's
+handler). Files are served from a fixed allow-list, so no path from the request ever reaches the
+filesystem.
 """
 
 from __future__ import annotations
@@ -28,6 +42,9 @@ WEB_DIR = "web"
 WEB_FILES = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
+    "api.js": "text/javascript; charset=utf-8",
+    "investor.js": "text/javascript; charset=utf-8",
+    "dashboard.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
 # Same-origin only: no inline script or style, no third-party anything, no framing.

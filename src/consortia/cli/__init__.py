@@ -4,42 +4,46 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
-from consortia import codec
+from consortia import codec, logs
+from consortia.cli.api_cmd import app as api_app
 from consortia.cli.crypto_cmd import app as crypto_app
 from consortia.cli.evidence_cmd import app as evidence_app
+from consortia.cli.progress import make_progress, progress_bar
 from consortia.cli.relay_cmd import relay as relay_command
 from consortia.cli.supervise_cmd import app as supervise_app
 from consortia.cli.tx_cmd import tx as tx_command
 from consortia.crypto import CryptoError
-from consortia.execution.genesis import GenesisError
+from consortia.execution.genesis import Genesis, GenesisError
 from consortia.ledger.types import decode_block
 from consortia.node.demo import run_demo
 from consortia.node.demo_network import run_network_demo
 from consortia.node.demo_two_tier import run_two_tier_demo
 from consortia.node.home import init_home, key_password
 from consortia.node.local import DATA_DIR, NodeError, load_genesis
-from consortia.node.network_home import init_network
-from consortia.node.service import Node
+from consortia.node.network_home import NodeConfig, init_network
+from consortia.node.service import Node, NodeParams
 from consortia.node.supervisor import network_status, node_homes, supervise
 from consortia.node.topology import (
     Topology,
     bootstrap,
+    configure_lookthrough,
     init_two_tier,
     is_two_tier,
+    spawn_follower,
     spawn_relay,
     wait_until_serving,
 )
@@ -55,6 +59,7 @@ app = typer.Typer(
 )
 ledger_app = typer.Typer(help="Inspect and re-verify a node's stored chain.", no_args_is_help=True)
 app.add_typer(crypto_app, name="crypto")
+app.add_typer(api_app, name="api")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(evidence_app, name="evidence")
 app.command("tx")(tx_command)
@@ -68,15 +73,9 @@ err_console = Console(stderr=True)
 HomeOption = typer.Option(..., "--home", help="The node's home directory.")
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    )
+def _progress(*, quiet: bool = False) -> Progress:
+    """A progress display on stderr, drawn only on a terminal and without --json."""
+    return make_progress(quiet=quiet)
 
 
 @app.command()
@@ -99,42 +98,69 @@ def init(
     business_chains: int = typer.Option(
         1, min=1, max=9, help="Business chains of a --two-tier home."
     ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the chains made (home, chain id, tier, genesis hash) as JSON."
+    ),
 ) -> None:
     """Create a home: organizations, CAs, node and account keys, certificates, genesis, configs.
 
     With --validators N it lays out a local network (one directory per node, started by
     `consortia up`); with --two-tier, a supervision chain and --business-chains business chains
     (each with --validators validators, default 4, and --observers observers, default 1); with
-    neither, a single-process home (used by `consortia demo --single-process`). Key files are
-    encrypted with the password in CONSORTIA_KEY_PASSWORD (a demo password if unset).
+    neither, a single-process home (used by `consortia demo --single-process`). Each node
+    directory gets a config.toml with every option commented (docs/configuration.md). Key files
+    are encrypted with the password in CONSORTIA_KEY_PASSWORD (a demo password if unset); a
+    progress bar shows the key generation on a terminal.
     """
+
+    def made(chain_home: Path, g: Genesis) -> dict[str, str]:
+        return {
+            "home": str(chain_home),
+            "chain_id": g.chain_id,
+            "tier": g.tier,
+            "suite": g.suite,
+            "genesis_hash": g.hash().hex(),
+        }
+
     if two_tier:
-        topology = init_two_tier(
-            home,
-            business_chains=business_chains,
-            validators=validators or 4,
-            observers=observers or 1,
-            suite_name=suite,
-            base_port=base_port,
-        )
-        for name in (topology.supervision, *topology.business):
-            g = load_genesis(topology.chain_home(name))
+        with progress_bar("creating chains (keys, certificates)", quiet=as_json):
+            topology = init_two_tier(
+                home,
+                business_chains=business_chains,
+                validators=validators or 4,
+                observers=observers or 1,
+                suite_name=suite,
+                base_port=base_port,
+            )
+        chains = [
+            made(topology.chain_home(name), load_genesis(topology.chain_home(name)))
+            for name in (topology.supervision, *topology.business)
+        ]
+        if as_json:
+            console.print_json(json.dumps({"home": str(home), "chains": chains}))
+            return
+        for c in chains:
             console.print(
-                f"initialised [bold]{home / name}[/] — {g.tier} chain {g.chain_id}, "
-                f"suite {g.suite}, genesis hash {g.hash().hex()}"
+                f"initialised [bold]{c['home']}[/] — {c['tier']} chain {c['chain_id']}, "
+                f"suite {c['suite']}, genesis hash {c['genesis_hash']}"
             )
         return
-    if validators == 0:
-        genesis = init_home(home, suite_name=suite, chain_id=chain_id)
-    else:
-        genesis = init_network(
-            home,
-            validators=validators,
-            observers=observers,
-            suite_name=suite,
-            chain_id=chain_id,
-            base_port=base_port,
-        )
+    with progress_bar("generating keys", quiet=as_json) as update:
+        if validators == 0:
+            genesis = init_home(home, suite_name=suite, chain_id=chain_id, progress=update)
+        else:
+            genesis = init_network(
+                home,
+                validators=validators,
+                observers=observers,
+                suite_name=suite,
+                chain_id=chain_id,
+                base_port=base_port,
+                progress=update,
+            )
+    if as_json:
+        console.print_json(json.dumps({"home": str(home), "chains": [made(home, genesis)]}))
+        return
     console.print(f"initialised [bold]{home}[/] — chain {genesis.chain_id}, suite {genesis.suite}")
     console.print(f"genesis hash {genesis.hash().hex()}")
 
@@ -146,23 +172,37 @@ app.add_typer(node_app, name="node")
 @node_app.command("start")
 def node_start(
     home: Path = HomeOption,
-    log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR."),
+    log_level: str | None = typer.Option(
+        None, help="DEBUG, INFO, WARNING or ERROR; default: log.level in config.toml."
+    ),
+    log_format: str | None = typer.Option(
+        None,
+        help="text, or json (one object per line with chain, height, tx);"
+        " default: log.format in config.toml.",
+    ),
     api_port: int | None = typer.Option(
         None,
         min=0,
         max=65535,
-        help="Serve the REST API on this port (0: no API); default: api_port in config.json.",
+        help="Serve the REST API on this port (0: no API); default: api_port in config.toml.",
     ),
 ) -> None:
     """Start the node in HOME (a node directory made by `consortia init --validators N`).
 
-    Runs until SIGINT/SIGTERM; then closes peers, clients, the REST API and the store cleanly.
+    Reads HOME/config.toml (docs/configuration.md). Runs until SIGINT/SIGTERM; then closes
+    peers, clients, the REST API and the store cleanly. Logs go to stderr.
     """
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    node = Node(home, password=key_password(), api_port=api_port)
+    config = NodeConfig.load(home)
+    try:
+        logs.configure(
+            log_format=log_format or config.log.format,
+            level=(log_level or config.log.level).upper(),
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    params = NodeParams(**asdict(config.node))  # config.toml [node]
+    node = Node(home, password=key_password(), api_port=api_port, params=params)
+    logs.bind(chain=node.chain_id, node=node.config.node_name)
 
     async def main_async() -> None:
         loop = asyncio.get_running_loop()
@@ -181,12 +221,16 @@ def up(
     """Start every node of a local network as its own process and supervise them.
 
     For a --two-tier home: every node of every chain, then (once they answer) the one-time
-    trust bootstrap between the tiers, then one relayer per business chain. Logs go to
-    HOME/**/node.log and HOME/relay-*.log; Ctrl-C stops them all cleanly.
+    trust bootstrap between the tiers, then one relayer per business chain and the
+    look-through follower (HOME/supervision/lookthrough.sqlite, served by the supervision nodes'
+    APIs to the regulator). Logs go to HOME/**/node.log, HOME/relay-*.log and
+    HOME/lookthrough.log; Ctrl-C stops them all cleanly.
     """
     if not is_two_tier(home):
         raise typer.Exit(supervise(home, say=console.print, restart=restart))
     topology = Topology.load(home)
+    for node_home in configure_lookthrough(topology):  # a home laid out before the follower
+        console.print(f"{node_home.relative_to(home)}: now serves the look-through index")
     dirs = [
         h
         for name in (topology.supervision, *topology.business)
@@ -197,7 +241,8 @@ def up(
         wait_until_serving(topology)
         for line in bootstrap(topology):
             console.print(line)
-        return [(f"relay {b}", partial(spawn_relay, topology, b)) for b in topology.business]
+        relays = [(f"relay {b}", partial(spawn_relay, topology, b)) for b in topology.business]
+        return [*relays, ("lookthrough follower", partial(spawn_follower, topology))]
 
     raise typer.Exit(supervise(home, say=console.print, restart=restart, node_dirs=dirs, then=then))
 
@@ -247,7 +292,7 @@ def demo(
     scenario in this process (with a rehearsal clock, so fund orders are confirmed at NAVs).
     """
     say = (lambda _m: None) if as_json else console.print
-    with _progress() as progress:
+    with _progress(quiet=as_json) as progress:
         task = progress.add_task("opening investor accounts", total=investors)
         common: dict[str, Any] = {
             "suite_name": suite,
@@ -303,15 +348,29 @@ def demo(
 
 
 @ledger_app.command("verify")
-def ledger_verify(home: Path = HomeOption) -> None:
+def ledger_verify(
+    home: Path = HomeOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
+) -> None:
     """Re-check the whole stored chain from genesis: hash links, certificates, Merkle roots,
     receipts, and the state root (by replaying every block). Exits 1 naming the first bad height.
     """
-    with _progress() as progress:
+    with _progress(quiet=as_json) as progress:
         task = progress.add_task("verifying blocks", total=None)
         verdict = verify_chain(
             home, progress=lambda done, total: progress.update(task, completed=done, total=total)
         )
+    if as_json:
+        out = {
+            "ok": verdict.ok,
+            "head_height": verdict.head_height,
+            "first_bad_height": verdict.first_bad_height,
+            "reason": verdict.reason,
+        }
+        console.print_json(json.dumps(out))
+        if not verdict.ok:
+            raise typer.Exit(1)
+        return
     if verdict.ok:
         console.print(f"OK: {verdict.head_height} blocks verified — {verdict.reason}")
         return

@@ -8,6 +8,7 @@ one line on stderr, never a traceback.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import sys
@@ -34,6 +35,7 @@ app = typer.Typer(
 )
 
 SuiteOption = Annotated[str, typer.Option("--suite", "-s", help="Crypto suite: intl or gm.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
 
 
@@ -85,9 +87,12 @@ def _native_stderr_silenced() -> Iterator[None]:
 def hash_command(
     suite: SuiteOption,
     data: Annotated[str, typer.Option("--hex", help="The data to hash, as hex.")],
+    as_json: JsonOption = False,
 ) -> None:
     """Print the suite's digest (SHA-256 or SM3) of the --hex data, as hex."""
-    typer.echo(_suite(suite).hash(_hex("--hex", data)).hex())
+    chosen = _suite(suite)
+    digest = chosen.hash(_hex("--hex", data)).hex()
+    typer.echo(json.dumps({"suite": chosen.name, "digest": digest}) if as_json else digest)
 
 
 def _user_id(chosen: Suite, user_id: str | None) -> bytes | None:
@@ -109,6 +114,7 @@ def verify(
     user_id: Annotated[
         str | None, typer.Option("--user-id", help="SM2 signer ID (default 1234567812345678).")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Verify a raw (not domain-separated) signature; print valid (exit 0) or invalid (exit 1)."""
     chosen = _suite(suite)
@@ -124,7 +130,7 @@ def verify(
             ok = chosen.verify_raw(key, message, sig, user_id=uid)
     except CryptoError as exc:
         _fail(str(exc))
-    typer.echo("valid" if ok else "invalid")
+    typer.echo(json.dumps({"valid": ok}) if as_json else ("valid" if ok else "invalid"))
     raise typer.Exit(0 if ok else EXIT_INVALID)
 
 
@@ -165,11 +171,17 @@ def keygen(
         typer.Option("--password-env", help="Read the password from this environment variable."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Generate a key pair, write it as a password-encrypted key file, print its address."""
     chosen = _suite(suite)
     password = _password(password_env)
     keypair = chosen.generate_keypair()
     _write_private(output, encrypt_key_file(keypair, password), force)
-    typer.echo(f"address: {chosen.address(keypair.public_key).hex()}")
-    typer.echo(f"public_key: {keypair.public_key.hex()}")
+    address, public_key = chosen.address(keypair.public_key).hex(), keypair.public_key.hex()
+    if as_json:
+        out = {"suite": chosen.name, "file": str(output), "address": address}
+        typer.echo(json.dumps({**out, "public_key": public_key}))
+        return
+    typer.echo(f"address: {address}")
+    typer.echo(f"public_key: {public_key}")

@@ -16,6 +16,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from consortia import codec
+from consortia.cli.progress import progress_bar
 from consortia.evidence.bundle import (
     EvidenceBundle,
     EvidenceError,
@@ -42,6 +43,9 @@ SupHomeOpt = Annotated[
     Path, typer.Option("--supervision-home", help="A supervision chain node's home.")
 ]
 OutOpt = Annotated[Path, typer.Option("--output", "-o", help="Where to write the bundle (JSON).")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print what was written as JSON (and draw no progress).")
+]
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -49,7 +53,7 @@ def _fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _write(bundle: EvidenceBundle, output: Path) -> None:
+def _write(bundle: EvidenceBundle, output: Path, *, as_json: bool) -> None:
     text = bundle_to_json(bundle)
     try:
         output.write_text(text)
@@ -57,6 +61,21 @@ def _write(bundle: EvidenceBundle, output: Path) -> None:
         _fail(f"cannot write {output}: {exc.strerror or exc}", EXIT_USAGE)
     what = "transaction" if bundle.transaction is not None else "state"
     h = bundle.business.header
+    if as_json:
+        out = {
+            "ok": True,
+            "output": str(output),
+            "bytes": len(text),
+            "kind": what,
+            "chain_id": bundle.business.chain_id,
+            "height": h.height,
+            "anchor": {
+                "chain_id": bundle.anchor.supervision.chain_id,
+                "height": bundle.anchor.supervision.header.height,
+            },
+        }
+        typer.echo(json.dumps(out))
+        return
     typer.echo(
         f"wrote {output} ({len(text)} bytes): {what} evidence at {bundle.business.chain_id}"
         f"@{h.height}, anchored on {bundle.anchor.supervision.chain_id}"
@@ -70,17 +89,22 @@ def export_cmd(
     supervision_home: SupHomeOpt,
     tx: Annotated[str, typer.Option("--tx", help="The transaction id (hex).")],
     output: OutOpt,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Bundle a committed transaction with its receipt, proofs, certificates and anchor."""
+    """Bundle a committed transaction with its receipt, proofs, certificates and anchor.
+
+    Older validator sets are recovered by replaying blocks from genesis (a progress bar shows
+    it on a terminal)."""
     try:
         tx_hash = bytes.fromhex(tx.removeprefix("0x"))
     except ValueError:
         _fail(f"--tx {tx!r} is not hex", EXIT_USAGE)
     try:
-        bundle = export_transaction(home, supervision_home, tx_hash)
+        with progress_bar("replaying blocks", quiet=as_json) as update:
+            bundle = export_transaction(home, supervision_home, tx_hash, progress=update)
     except (ExportError, NodeError, StorageError, GenesisError) as exc:
         _fail(str(exc), EXIT_INVALID)
-    _write(bundle, output)
+    _write(bundle, output, as_json=as_json)
 
 
 @app.command("holding")
@@ -95,13 +119,20 @@ def holding_cmd(
     ],
     height: Annotated[int, typer.Option("--height", min=1, help="The block height.")],
     output: OutOpt,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Bundle a state proof of a holding (or an e-CNY wallet) at a height, anchored."""
+    """Bundle a state proof of a holding (or an e-CNY wallet) at a height, anchored.
+
+    The state at HEIGHT is rebuilt by replaying blocks 1..HEIGHT (a progress bar shows it on a
+    terminal)."""
     try:
-        bundle = export_state(home, supervision_home, account=account, asset=asset, height=height)
+        with progress_bar("replaying blocks", quiet=as_json) as update:
+            bundle = export_state(
+                home, supervision_home, account=account, asset=asset, height=height, progress=update
+            )
     except (ExportError, NodeError, StorageError, GenesisError) as exc:
         _fail(str(exc), EXIT_INVALID)
-    _write(bundle, output)
+    _write(bundle, output, as_json=as_json)
 
 
 def _load_genesis(path: Path) -> Genesis:

@@ -24,7 +24,10 @@ from types import FrameType
 from typing import Annotated, NoReturn
 
 import typer
+from rich.progress import Progress, TaskID
 
+from consortia import logs
+from consortia.cli.progress import make_progress
 from consortia.crypto import CryptoError, KeyPair, decrypt_key_file
 from consortia.execution.genesis import GenesisError
 from consortia.node.home import key_password
@@ -60,6 +63,29 @@ def _print(report: RoundReport) -> None:
     typer.echo(json.dumps(report.to_json(), sort_keys=True))
 
 
+class _CatchUp:
+    """Progress bars for a relayer behind: one per direction, shown only while behind."""
+
+    def __init__(self, progress: Progress, business: str, supervision: str) -> None:
+        self.progress = progress
+        self.labels = {
+            "anchoring": f"anchoring {business} headers on {supervision}",
+            "following": f"following {supervision} headers on {business}",
+        }
+        self.tasks: dict[str, TaskID] = {}
+
+    def step(self, what: str, done: int, target: int) -> None:
+        if done < 0 or target < 0:
+            return  # not measurable this round (a node did not answer)
+        behind = done < target
+        task = self.tasks.get(what)
+        if task is None:
+            if not behind:
+                return
+            task = self.tasks[what] = self.progress.add_task(self.labels[what], total=target)
+        self.progress.update(task, completed=done, total=target, visible=behind)
+
+
 def relay(
     business: Annotated[
         Path, typer.Option("--business", help="A node home of the business chain.")
@@ -83,9 +109,27 @@ def relay(
     interval_ms: Annotated[
         int, typer.Option("--interval-ms", min=10, max=3_600_000, help="Pause between rounds.")
     ] = 1000,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            help="Logs on stderr: text, or json (one object per line with chain and height);"
+            " default: only warnings, as plain lines.",
+        ),
+    ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option("--log-level", help="DEBUG, INFO (a line per round), WARNING or ERROR."),
+    ] = None,
 ) -> None:
     """Anchor business headers on the supervision chain and carry orders down (one JSON line of
-    metrics per round)."""
+    metrics per round on stdout). When a chain is behind, a progress bar on a terminal shows the
+    headers anchored (or followed) against the target height."""
+    if log_format is not None or log_level is not None:
+        try:
+            logs.configure(log_format=log_format or "text", level=(log_level or "WARNING").upper())
+        except ValueError as exc:
+            _fail(str(exc))
     business_ep = _endpoint(business, "--business")
     supervision_ep = _endpoint(supervision, "--supervision")
     if business_ep.chain_id == supervision_ep.chain_id:
@@ -104,18 +148,23 @@ def relay(
     previous = signal.signal(signal.SIGTERM, _on_signal)
     failed = False
     try:
-        while not stop.is_set():
-            try:
-                report = relayer.run_round()
-            except Exception as exc:  # a bug must not end a long-running relayer with a trace
-                typer.echo(f"error: relay round failed: {type(exc).__name__}: {exc}", err=True)
-                failed = True
-            else:
-                _print(report)
-                failed = bool(report.errors)
-            if once:
-                break
-            stop.wait(interval_ms / 1000)
+        with make_progress() as progress:
+            bars = _CatchUp(progress, business_ep.chain_id, supervision_ep.chain_id)
+            relayer.on_step = bars.step
+            while not stop.is_set():
+                try:
+                    report = relayer.run_round()
+                except Exception as exc:  # a bug must not end a long-running relayer with a trace
+                    typer.echo(f"error: relay round failed: {type(exc).__name__}: {exc}", err=True)
+                    failed = True
+                else:
+                    _print(report)
+                    bars.step("anchoring", report.anchored_height, report.business_height)
+                    bars.step("following", report.followed_height, report.supervision_height)
+                    failed = bool(report.errors)
+                if once:
+                    break
+                stop.wait(interval_ms / 1000)
     except KeyboardInterrupt:
         pass
     finally:

@@ -1,6 +1,7 @@
 """``consortia supervise ...``: the regulator's look-through index and surveillance alerts.
 
     consortia supervise index --db FILE --home NODE_HOME [--home NODE_HOME2 ...] [--follow]
+    consortia supervise follow --db FILE --home NODE_HOME [--home ...] [--interval S]
     consortia supervise investor INVESTOR_ID --db FILE [--json]
     consortia supervise holders CODE [--height H] [--chain CHAIN] --db FILE [--json]
     consortia supervise history ACCOUNT --db FILE [--json]
@@ -16,8 +17,10 @@ printed, never written. Errors are one line on stderr (exit 2), never a tracebac
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +34,7 @@ from rich.table import Table
 from consortia import codec
 from consortia.crypto import CryptoError, decrypt_key_file
 from consortia.execution.genesis import GenesisError
+from consortia.lookthrough.follower import run_follower
 from consortia.lookthrough.index import (
     LookthroughError,
     LookthroughIndex,
@@ -112,6 +116,43 @@ def index_cmd(
         console.print(
             ", ".join(f"{c} at {h}" for c, h in idx.chains()) + f"; {alerts} alert(s) stored"
         )
+
+
+@app.command("follow")
+def follow_cmd(
+    db: Path = DbOption,
+    home: list[Path] = typer.Option(
+        ..., "--home", help="A node home of a business chain (repeat for more chains)."
+    ),
+    interval: float = typer.Option(
+        1.0, "--interval", min=0.1, max=3600.0, help="Seconds between polls."
+    ),
+) -> None:
+    """Keep the index level with the chains until stopped (SIGTERM / SIGINT / Ctrl-C).
+
+    Restart-safe and incremental: it resumes at each chain's indexed height and indexes every
+    committed block exactly once. A chain it cannot read yet (its node not started, say) is
+    reported and retried; it stops between two blocks."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stop.set()
+
+    old_int = signal.signal(signal.SIGINT, request_stop)
+    old_term = signal.signal(signal.SIGTERM, request_stop)
+    try:
+        run_follower(
+            db,
+            home,
+            stop=stop,
+            interval_s=interval,
+            say=lambda line: err_console.print(line, markup=False, highlight=False, soft_wrap=True),
+        )
+    except LookthroughError as exc:
+        _fail(str(exc))
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
 
 
 @app.command("investor")

@@ -1,6 +1,20 @@
-"""Build evidence bundles from node homes' stores (a business chain's and the supervision chain's).
+"""Build evidence bundles: from node homes' stores, or over any reader of a chain (the REST API
+builds them from its node's own store and fetches the anchor half from a supervision node).
 
-Both stores are opened read-only, each through one snapshot, so a running node may keep writing.
+A bundle has two halves built on different chains:
+
+- the **business half** (``BusinessEvidence``: the business header, its certificate and validator
+  history, and the subject: a transaction with its receipt, or a holding / wallet state proof),
+  built from the business chain (``business_transaction``, ``business_state``);
+- the **anchor half** (``AnchorEvidence``: state proofs of the anchor of that business block and
+  of the chain's registration, against a certified supervision header), built from the
+  supervision chain (``anchor_evidence``); ``anchor_to_obj`` / ``anchor_from_obj`` carry it as
+  JSON (exactly the ``anchor`` member of the bundle file).
+
+``complete`` joins them into an ``EvidenceBundle``. ``export_transaction`` / ``export_state`` do
+all of it from two node homes. Stores are opened read-only, each through one snapshot, so a
+running node may keep writing.
+
 The store keeps only the latest state, so what needs older state is replayed from genesis with
 ``apply_block`` (as ``ledger verify`` does): the validator set a header announced (the state's next
 set before that block) and a holding or wallet at an older height. Anchor records are never
@@ -9,10 +23,11 @@ removed from the supervision state, so the anchor is proven against the supervis
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from consortia import codec
 from consortia.crypto import Suite, get_suite
@@ -28,6 +43,11 @@ from consortia.evidence.bundle import (
     InclusionProof,
     StateSubject,
     TxSubject,
+    _chain,
+    _chain_json,
+    _fields,
+    _state_proof,
+    _state_proof_json,
     state_key_of,
 )
 from consortia.execution.apply import apply_block
@@ -41,6 +61,7 @@ from consortia.ledger.types import (
     Block,
     CommitCertificate,
     Header,
+    Receipt,
     ValidatorSet,
     decode_block,
     decode_certificate,
@@ -56,27 +77,84 @@ class ExportError(Exception):
     """A bundle cannot be built (message says why, for the operator)."""
 
 
+class UnknownSubjectError(ExportError):
+    """The transaction, holding or wallet to prove does not exist (at that height)."""
+
+
+class NotAnchoredError(ExportError):
+    """The business block is not anchored on the supervision chain (yet); ``anchored`` is the
+    chain's last anchored height there (None: the chain is not registered there)."""
+
+    def __init__(self, message: str, anchored: int | None) -> None:
+        super().__init__(message)
+        self.anchored = anchored
+
+
+# Called as replay advances: (blocks replayed, blocks to replay).
+Progress = Callable[[int, int], None]
+
+
+class ChainReader(Protocol):
+    """The committed blocks of one chain, decoded (a store snapshot, or the REST API's backend)."""
+
+    def block(self, height: int) -> Block | None: ...
+
+    def certificate(self, height: int) -> CommitCertificate | None: ...
+
+    def receipts(self, height: int) -> tuple[Receipt, ...] | None: ...
+
+    def find_tx(self, tx_hash: bytes) -> tuple[int, int] | None: ...
+
+
+class _SnapshotReader:
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+
+    def block(self, height: int) -> Block | None:
+        raw = self.snap.block(height)
+        return None if raw is None else decode_block(raw)
+
+    def certificate(self, height: int) -> CommitCertificate | None:
+        raw = self.snap.certificate(height)
+        return None if raw is None else decode_certificate(raw)
+
+    def receipts(self, height: int) -> tuple[Receipt, ...] | None:
+        raw = self.snap.receipts(height)
+        return None if raw is None else decode_receipts(raw).receipts
+
+    def find_tx(self, tx_hash: bytes) -> tuple[int, int] | None:
+        return self.snap.find_tx(tx_hash)
+
+
 @dataclass
-class _Chain:
-    home: Path
+class ExportChain:
+    """One chain as the exporter reads it: its genesis, its blocks up to ``head``, and a label
+    naming it in error messages (a home directory, a chain id)."""
+
+    label: str
     genesis: Genesis
-    suite: Suite
-    snap: Snapshot
+    reader: ChainReader
     head: int
 
+    @property
+    def suite(self) -> Suite:
+        return get_suite(self.genesis.suite)
+
     def block(self, height: int) -> Block:
-        raw = self.snap.block(height)
-        if raw is None:
-            raise ExportError(f"{self.home}: block {height} is missing from the store")
-        return decode_block(raw)
+        block = self.reader.block(height) if 1 <= height <= self.head else None
+        if block is None:
+            raise ExportError(f"{self.label}: block {height} is missing from the store")
+        return block
 
     def certificate(self, height: int) -> CommitCertificate:
-        raw = self.snap.certificate(height)
-        if raw is None:
-            raise ExportError(f"{self.home}: certificate {height} is missing from the store")
-        return decode_certificate(raw)
+        cert = self.reader.certificate(height) if 1 <= height <= self.head else None
+        if cert is None:
+            raise ExportError(f"{self.label}: certificate {height} is missing from the store")
+        return cert
 
-    def replay(self, upto: int, announcing: set[int]) -> tuple[ChainState, dict[int, ValidatorSet]]:
+    def replay(
+        self, upto: int, announcing: set[int], progress: Progress | None = None
+    ) -> tuple[ChainState, dict[int, ValidatorSet]]:
         """The state after block ``upto``, and for each height in ``announcing`` (<= upto + 1)
         the next validator set of the state before it (the set its header announced)."""
         state = genesis_state(self.genesis)
@@ -87,7 +165,9 @@ class _Chain:
             try:
                 state, _ = apply_block(state, self.block(height))
             except InvalidBlock as exc:
-                raise ExportError(f"{self.home}: block {height} does not replay: {exc}") from exc
+                raise ExportError(f"{self.label}: block {height} does not replay: {exc}") from exc
+            if progress is not None:
+                progress(height, upto)
         if upto + 1 in announcing:
             sets[upto + 1] = state.next_validators
         return state, sets
@@ -119,57 +199,184 @@ class _Chain:
             certificate=self.certificate(header.height),
         )
 
-    def chain_proof(self, height: int) -> ChainProof:
+    def chain_proof(self, height: int, progress: Progress | None = None) -> ChainProof:
         """Header ``height`` with its certificate and validator history (replaying only as far
         as the last set change needs)."""
         announcing = self.announcing(height)
         sets: dict[int, ValidatorSet] = {}
         if announcing:
-            _, sets = self.replay(max(announcing) - 1, set(announcing))
+            _, sets = self.replay(max(announcing) - 1, set(announcing), progress)
         return self.proof(self.block(height).header, sets, announcing)
 
-    def head_tree(self) -> StateTree:
-        tree = StateTree.from_items(self.suite.hash, self.snap.state_items())
-        if self.head and tree.root != self.block(self.head).header.state_root:
-            raise ExportError(f"{self.home}: the stored state does not match the head block")
-        return tree
+
+@dataclass(frozen=True)
+class BusinessEvidence:
+    """The business half of a bundle: everything but the anchor."""
+
+    kind: str  # KIND_TRANSACTION | KIND_STATE
+    business: ChainProof
+    transaction: TxSubject | None
+    state: StateSubject | None
+
+    @property
+    def chain_id(self) -> str:
+        return self.business.chain_id
+
+    @property
+    def height(self) -> int:
+        return self.business.header.height
 
 
-@contextmanager
-def _open(home: Path) -> Iterator[_Chain]:
-    genesis = load_genesis(home)
-    if not (home / DATA_DIR).is_dir():
-        raise ExportError(f"{home}: no chain store in {home / DATA_DIR}")
-    with ChainStore.open(home / DATA_DIR, readonly=True) as db, db.snapshot() as snap:
-        head = snap.head()
-        yield _Chain(home, genesis, get_suite(genesis.suite), snap, 0 if head is None else head[0])
+def complete(half: BusinessEvidence, anchor: AnchorEvidence) -> EvidenceBundle:
+    """The bundle of a business half and the anchor half of the same block."""
+    return EvidenceBundle(
+        kind=half.kind,
+        business=half.business,
+        transaction=half.transaction,
+        state=half.state,
+        anchor=anchor,
+    )
 
 
-def _anchor(business: _Chain, height: int, sup: _Chain) -> AnchorEvidence:
-    """State proofs of the anchor of ``business``@``height`` and the chain's registration,
-    against the supervision head."""
+def business_transaction(
+    chain: ExportChain, tx_hash: bytes, progress: Progress | None = None
+) -> BusinessEvidence:
+    """The business half proving committed transaction ``tx_hash`` and its receipt (replays
+    blocks only up to the last validator-set change before it)."""
+    where = chain.reader.find_tx(tx_hash)
+    if where is None or not 1 <= where[0] <= chain.head:
+        raise UnknownSubjectError(f"transaction {tx_hash.hex()} is not in {chain.label}")
+    height, index = where
+    block = chain.block(height)
+    receipts = chain.reader.receipts(height)
+    if receipts is None:
+        raise ExportError(f"{chain.label}: receipts of block {height} are missing")
+    if index >= len(block.transactions) or len(receipts) != len(block.transactions):
+        raise ExportError(f"{chain.label}: block {height} and its receipts do not match")
+    size = len(block.transactions)
+    suite = chain.suite
+    tx_log = MerkleLog(suite.hash, (tx.encode() for tx in block.transactions))
+    receipt_log = MerkleLog(suite.hash, (r.encode() for r in receipts))
+    subject = TxSubject(
+        transaction=block.transactions[index],
+        receipt=receipts[index],
+        tx_proof=InclusionProof(index, size, tuple(tx_log.inclusion_proof(index, size))),
+        receipt_proof=InclusionProof(index, size, tuple(receipt_log.inclusion_proof(index, size))),
+    )
+    return BusinessEvidence(KIND_TRANSACTION, chain.chain_proof(height, progress), subject, None)
+
+
+def state_subject(account: str, asset: str) -> tuple[str, str]:
+    """``(record kind, asset)`` of a holding of security ``asset`` or, with asset ``"ecny"``
+    (or ``"e-cny"``), of e-CNY wallet ``account``."""
+    if asset.lower() in (ECNY_ASSET, "e-cny"):
+        return RECORD_WALLET, ECNY_ASSET
+    return RECORD_HOLDING, asset
+
+
+def business_state(
+    chain: ExportChain,
+    *,
+    account: str,
+    asset: str,
+    height: int,
+    progress: Progress | None = None,
+) -> BusinessEvidence:
+    """The business half proving ``account``'s holding of security ``asset`` (or, with asset
+    ``"ecny"``, e-CNY wallet ``account``) at ``height`` (replays blocks 1..height)."""
+    record, asset = state_subject(account, asset)
+    key = state_key_of(record, asset, account)
+    if not 1 <= height <= chain.head:
+        raise ExportError(f"height {height} is outside 1..{chain.head} of {chain.label}")
+    announcing = chain.announcing(height)
+    state, sets = chain.replay(height, set(announcing), progress)
+    header = chain.block(height).header
+    if state.state_root != header.state_root:
+        raise ExportError(f"{chain.label}: replayed state root differs from header {height}")
+    proof = state.tree.prove(key)
+    if proof.value is None:
+        what = "wallet" if record == RECORD_WALLET else f"holding of {asset}"
+        raise UnknownSubjectError(f"no {what} for {account!r} at height {height}")
+    return BusinessEvidence(
+        KIND_STATE,
+        chain.proof(header, sets, announcing),
+        None,
+        StateSubject(record, asset, account, proof),
+    )
+
+
+def anchor_evidence(
+    sup: ExportChain, tree: StateTree, chain_id: str, height: int
+) -> AnchorEvidence:
+    """State proofs, against the supervision head (``tree`` is its state, ``sup.head`` its
+    height), of the anchor of ``chain_id``@``height`` and of the chain's registration, with the
+    supervision chain proof of that head."""
     if sup.head == 0:
-        raise ExportError(f"{sup.home}: the supervision chain has no blocks yet")
-    tree = sup.head_tree()
-    chain_id = business.genesis.chain_id
+        raise ExportError(f"{sup.label}: the supervision chain has no blocks yet")
+    if tree.root != sup.block(sup.head).header.state_root:
+        raise ExportError(f"{sup.label}: the state does not match the head block")
     akey = anchoring.anchor_key(chain_id, height)
     if tree.get(akey) is None:
         raw_reg = tree.get(anchoring.chain_key(chain_id))
+        anchored = (
+            None
+            if raw_reg is None
+            else codec.decode_struct(anchoring.AnchoredChain, raw_reg).height
+        )
         upto = (
             "it is not registered there"
-            if raw_reg is None
-            else f"anchored up to height "
-            f"{codec.decode_struct(anchoring.AnchoredChain, raw_reg).height}"
+            if anchored is None
+            else f"anchored up to height {anchored}"
         )
-        raise ExportError(
+        raise NotAnchoredError(
             f"{chain_id}@{height} is not anchored on supervision chain "
-            f"{sup.genesis.chain_id} yet ({upto}); wait for the relayer and retry"
+            f"{sup.genesis.chain_id} yet ({upto}); wait for the relayer and retry",
+            anchored,
         )
     return AnchorEvidence(
         anchor_proof=tree.prove(akey),
         registration_proof=tree.prove(anchoring.chain_key(chain_id)),
         supervision=sup.chain_proof(sup.head),
     )
+
+
+def anchor_to_obj(anchor: AnchorEvidence) -> dict[str, Any]:
+    """The anchor half as JSON data: exactly the ``anchor`` member of the bundle file."""
+    return {
+        "anchor_proof": _state_proof_json(anchor.anchor_proof),
+        "registration_proof": _state_proof_json(anchor.registration_proof),
+        "supervision": _chain_json(anchor.supervision),
+    }
+
+
+def anchor_from_obj(obj: Any) -> AnchorEvidence:
+    """Parse ``anchor_to_obj`` data strictly (``BundleFormatError`` naming the bad field).
+    Parsing checks the form only; ``verify_bundle`` on the completed bundle checks the proofs."""
+    a = _fields(obj, "anchor", {"anchor_proof", "registration_proof", "supervision"})
+    return AnchorEvidence(
+        _state_proof(a["anchor_proof"], "anchor.anchor_proof"),
+        _state_proof(a["registration_proof"], "anchor.registration_proof"),
+        _chain(a["supervision"], "anchor.supervision"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# From node homes
+
+
+def _head_tree(chain: ExportChain, snap: Snapshot) -> StateTree:
+    return StateTree.from_items(chain.suite.hash, snap.state_items())
+
+
+@contextmanager
+def _open(home: Path) -> Iterator[tuple[ExportChain, Snapshot]]:
+    genesis = load_genesis(home)
+    if not (home / DATA_DIR).is_dir():
+        raise ExportError(f"{home}: no chain store in {home / DATA_DIR}")
+    with ChainStore.open(home / DATA_DIR, readonly=True) as db, db.snapshot() as snap:
+        head = snap.head()
+        height = 0 if head is None else head[0]
+        yield ExportChain(str(home), genesis, _SnapshotReader(snap), height), snap
 
 
 def _check_tiers(home: Path, supervision_home: Path) -> None:
@@ -180,69 +387,55 @@ def _check_tiers(home: Path, supervision_home: Path) -> None:
             raise ExportError(f"{where} is not a {tier} chain (tier {actual!r})")
 
 
-def export_transaction(home: Path, supervision_home: Path, tx_hash: bytes) -> EvidenceBundle:
+def _anchored(half: BusinessEvidence, supervision_home: Path) -> EvidenceBundle:
+    with _open(supervision_home) as (sup, snap):
+        tree = _head_tree(sup, snap) if sup.head else StateTree.from_items(sup.suite.hash, [])
+        return complete(half, anchor_evidence(sup, tree, half.chain_id, half.height))
+
+
+def export_transaction(
+    home: Path, supervision_home: Path, tx_hash: bytes, *, progress: Progress | None = None
+) -> EvidenceBundle:
     """The bundle proving transaction ``tx_hash`` of the business chain in ``home`` and its
     receipt, anchored on the supervision chain in ``supervision_home``."""
     _check_tiers(home, supervision_home)
-    with _open(home) as chain, _open(supervision_home) as sup:
-        where = chain.snap.find_tx(tx_hash)
-        if where is None:
-            raise ExportError(f"transaction {tx_hash.hex()} is not in {home}")
-        height, index = where
-        block = chain.block(height)
-        raw_receipts = chain.snap.receipts(height)
-        if raw_receipts is None:
-            raise ExportError(f"{home}: receipts of block {height} are missing")
-        receipts = decode_receipts(raw_receipts).receipts
-        size = len(block.transactions)
-        tx_log = MerkleLog(chain.suite.hash, (tx.encode() for tx in block.transactions))
-        receipt_log = MerkleLog(chain.suite.hash, (r.encode() for r in receipts))
-        subject = TxSubject(
-            transaction=block.transactions[index],
-            receipt=receipts[index],
-            tx_proof=InclusionProof(index, size, tuple(tx_log.inclusion_proof(index, size))),
-            receipt_proof=InclusionProof(
-                index, size, tuple(receipt_log.inclusion_proof(index, size))
-            ),
-        )
-        return EvidenceBundle(
-            kind=KIND_TRANSACTION,
-            business=chain.chain_proof(height),
-            transaction=subject,
-            state=None,
-            anchor=_anchor(chain, height, sup),
-        )
+    with _open(home) as (chain, _):
+        half = business_transaction(chain, tx_hash, progress)
+    return _anchored(half, supervision_home)
 
 
 def export_state(
-    home: Path, supervision_home: Path, *, account: str, asset: str, height: int
+    home: Path,
+    supervision_home: Path,
+    *,
+    account: str,
+    asset: str,
+    height: int,
+    progress: Progress | None = None,
 ) -> EvidenceBundle:
     """The bundle proving ``account``'s holding of security ``asset`` (or, with asset
     ``"ecny"``, e-CNY wallet ``account``) at ``height``, anchored like a transaction bundle."""
-    record = RECORD_WALLET if asset.lower() in (ECNY_ASSET, "e-cny") else RECORD_HOLDING
-    if record == RECORD_WALLET:
-        asset = ECNY_ASSET
-    key = state_key_of(record, asset, account)
     _check_tiers(home, supervision_home)
-    with _open(home) as chain, _open(supervision_home) as sup:
-        if not 1 <= height <= chain.head:
-            raise ExportError(f"height {height} is outside 1..{chain.head} of {home}")
-        announcing = chain.announcing(height)
-        state, sets = chain.replay(height, set(announcing))
-        header = chain.block(height).header
-        if state.state_root != header.state_root:
-            raise ExportError(f"{home}: replayed state root differs from header {height}")
-        proof = state.tree.prove(key)
-        if proof.value is None:
-            what = "wallet" if record == RECORD_WALLET else f"holding of {asset}"
-            raise ExportError(f"no {what} for {account!r} at height {height}")
-        return EvidenceBundle(
-            kind=KIND_STATE,
-            business=chain.proof(header, sets, announcing),
-            transaction=None,
-            state=StateSubject(record, asset, account, proof),
-            anchor=_anchor(chain, height, sup),
-        )
+    with _open(home) as (chain, _):
+        half = business_state(chain, account=account, asset=asset, height=height, progress=progress)
+    return _anchored(half, supervision_home)
 
 
-__all__ = ["ExportError", "export_state", "export_transaction"]
+__all__ = [
+    "BusinessEvidence",
+    "ChainReader",
+    "ExportChain",
+    "ExportError",
+    "NotAnchoredError",
+    "Progress",
+    "UnknownSubjectError",
+    "anchor_evidence",
+    "anchor_from_obj",
+    "anchor_to_obj",
+    "business_state",
+    "business_transaction",
+    "complete",
+    "export_state",
+    "export_transaction",
+    "state_subject",
+]

@@ -45,7 +45,7 @@ from consortia.modules.investors import open_identity
 from consortia.node.local import DATA_DIR, load_genesis
 from consortia.storage import ChainStore
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: freezes keep when they were opened and lifted
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,10 +70,12 @@ CREATE TABLE IF NOT EXISTS investors (
     chain_id TEXT NOT NULL, investor_id TEXT NOT NULL, address TEXT NOT NULL,
     org_id TEXT NOT NULL, kind TEXT NOT NULL, opened_height INTEGER NOT NULL,
     PRIMARY KEY (chain_id, investor_id));
+CREATE INDEX IF NOT EXISTS investors_id ON investors (investor_id);
 CREATE TABLE IF NOT EXISTS sec_accounts (
     chain_id TEXT NOT NULL, account_id TEXT NOT NULL, investor_id TEXT NOT NULL,
     opened_height INTEGER NOT NULL, closed_height INTEGER,
     PRIMARY KEY (chain_id, account_id));
+CREATE INDEX IF NOT EXISTS sec_accounts_investor ON sec_accounts (chain_id, investor_id);
 CREATE TABLE IF NOT EXISTS wallets (
     chain_id TEXT NOT NULL, wallet_id TEXT NOT NULL, owner TEXT NOT NULL,
     operator_org TEXT NOT NULL, kind TEXT NOT NULL, category INTEGER NOT NULL,
@@ -102,7 +104,11 @@ CREATE TABLE IF NOT EXISTS volume_day (
     PRIMARY KEY (chain_id, subject, asset, day));
 CREATE TABLE IF NOT EXISTS freezes (
     chain_id TEXT NOT NULL, freeze_id TEXT NOT NULL, scope TEXT NOT NULL, code TEXT NOT NULL,
-    account_id TEXT NOT NULL, open INTEGER NOT NULL, PRIMARY KEY (chain_id, freeze_id));
+    account_id TEXT NOT NULL, open INTEGER NOT NULL, amount INTEGER NOT NULL,
+    reference TEXT NOT NULL, opened_height INTEGER NOT NULL, opened_ms INTEGER NOT NULL,
+    closed_height INTEGER, closed_ms INTEGER, closed_by TEXT NOT NULL,
+    PRIMARY KEY (chain_id, freeze_id));
+CREATE INDEX IF NOT EXISTS freezes_closed ON freezes (open, closed_height);
 CREATE TABLE IF NOT EXISTS large_payments (
     chain_id TEXT NOT NULL, height INTEGER NOT NULL, idx INTEGER NOT NULL,
     seq INTEGER NOT NULL, tx_hash TEXT NOT NULL, time_ms INTEGER NOT NULL,
@@ -135,6 +141,7 @@ WALLET_FIELDS = frozenset(
     }
 )
 OTHER_FIELDS = frozenset({"investor_id"})
+_PAIRS_PER_QUERY = 200  # (chain, subject) pairs per query: under SQLite's expression depth
 
 
 class LookthroughError(Exception):
@@ -176,22 +183,43 @@ def _accounts_and_codes(tx_args: dict[str, Any]) -> tuple[frozenset[str], frozen
 
 
 class LookthroughIndex:
-    """The index file. Not thread-safe; one writer at a time (SQLite serializes writers)."""
+    """The index file. Not thread-safe; one writer at a time (SQLite serializes writers).
 
-    def __init__(self, path: str | Path, config: SurveillanceConfig | None = None) -> None:
+    ``readonly=True`` opens an existing index for queries only (SQLite ``mode=ro``: it never
+    writes, creates or migrates anything, and reads safely while a follower writes, WAL);
+    a missing file or another schema raises ``LookthroughError``."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        config: SurveillanceConfig | None = None,
+        *,
+        readonly: bool = False,
+    ) -> None:
         self.path = Path(path)
         self.config = config or SurveillanceConfig()
+        self.readonly = readonly
+        if readonly and not self.path.is_file():
+            raise LookthroughError(f"no index at {self.path}")
         try:
-            self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.executescript(SCHEMA)
+            if readonly:
+                uri = f"{self.path.resolve().as_uri()}?mode=ro"
+                self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=5)
+                self.db.execute("PRAGMA query_only=1")
+            else:
+                self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=FULL")
+                self.db.executescript(SCHEMA)
             row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-            if row is None:
+            if row is None and not readonly:
                 self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-            elif row[0] != SCHEMA_VERSION:
+            elif row is None or row[0] != SCHEMA_VERSION:
+                self.db.close()
                 raise LookthroughError(
-                    f"{self.path} has index schema {row[0]}, this build writes {SCHEMA_VERSION}"
+                    f"{self.path} has index schema {None if row is None else row[0]}, this "
+                    f"build reads and writes {SCHEMA_VERSION}: delete it and let "
+                    "`consortia supervise follow` (or `index`) rebuild it from the chains"
                 )
         except sqlite3.DatabaseError as exc:
             raise LookthroughError(f"{self.path} is not a usable index file: {exc}") from exc
@@ -214,6 +242,16 @@ class LookthroughIndex:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[LookthroughIndex]:
+        """Queries inside see one consistent state of the index (a read transaction), however
+        many blocks a follower commits meanwhile."""
+        self.db.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            self.db.execute("COMMIT")
 
     # -- progress ------------------------------------------------------------------------------
 
@@ -600,6 +638,155 @@ class LookthroughIndex:
         )
         return [Alert(r, c, int(h), t, s, d, sv) for r, c, h, t, s, d, sv in rows]
 
+    # -- paged and summary queries (the regulator dashboard) -------------------------------------
+
+    def chain_heads(self) -> list[dict[str, Any]]:
+        """Each indexed chain's indexed height, and that block's hash and time: the index's
+        freshness."""
+        rows = self.db.execute(
+            "SELECT chain_id, height, block_hash, time_ms FROM chains ORDER BY chain_id"
+        )
+        return [
+            {"chain_id": c, "height": int(h), "block_hash": bh, "time_ms": int(t)}
+            for c, h, bh, t in rows
+        ]
+
+    def alerts_page(
+        self,
+        *,
+        rule: str | None = None,
+        chain_id: str | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Alerts newest first (by ``id``, the order they were raised), at most ``limit``, only
+        those with ``id < before_id`` when given (the next page)."""
+        rows = self.db.execute(
+            "SELECT id, rule, chain_id, height, tx_hash, subject, detail, severity FROM alerts "
+            "WHERE (? IS NULL OR rule=?) AND (? IS NULL OR chain_id=?) AND (? IS NULL OR id<?) "
+            "ORDER BY id DESC LIMIT ?",
+            (rule, rule, chain_id, chain_id, before_id, before_id, limit),
+        )
+        keys = ("id", "rule", "chain_id", "height", "tx_hash", "subject", "detail", "severity")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def alert_counts(self) -> dict[str, dict[str, int]]:
+        """Alerts stored per chain and severity."""
+        out: dict[str, dict[str, int]] = {}
+        for chain_id, severity, n in self.db.execute(
+            "SELECT chain_id, severity, COUNT(*) FROM alerts GROUP BY chain_id, severity"
+        ):
+            out.setdefault(str(chain_id), {})[str(severity)] = int(n)
+        return out
+
+    def large_payments_page(
+        self, *, chain_id: str | None = None, limit: int = 50, before_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Large-value payments newest indexed first, at most ``limit``; ``id`` (the row id, in
+        indexing order) pages as for ``alerts_page``."""
+        rows = self.db.execute(
+            "SELECT rowid, chain_id, height, tx_hash, time_ms, payer, payer_operator, payee, "
+            "payee_operator, amount_fen, purpose FROM large_payments WHERE (? IS NULL OR "
+            "chain_id=?) AND (? IS NULL OR rowid<?) ORDER BY rowid DESC LIMIT ?",
+            (chain_id, chain_id, before_id, before_id, limit),
+        )
+        keys = (
+            "id",
+            "chain_id",
+            "height",
+            "tx_hash",
+            "time_ms",
+            "payer",
+            "payer_operator",
+            "payee",
+            "payee_operator",
+            "amount_fen",
+            "purpose",
+        )
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def freezes(self, *, chain_id: str | None = None, lifted: int = 0) -> dict[str, Any]:
+        """Open freezes (oldest first) and the ``lifted`` most recently lifted ones (newest
+        first), with the heights and block times they were opened and lifted."""
+        cols = (
+            "chain_id, freeze_id, scope, code, account_id, amount, reference, opened_height, "
+            "opened_ms, closed_height, closed_ms, closed_by"
+        )
+        keys = tuple(c.strip() for c in cols.split(","))
+        open_rows = self.db.execute(
+            f"SELECT {cols} FROM freezes WHERE open=1 AND (? IS NULL OR chain_id=?) "
+            "ORDER BY opened_height, chain_id, freeze_id",
+            (chain_id, chain_id),
+        ).fetchall()
+        lifted_rows = (
+            self.db.execute(
+                f"SELECT {cols} FROM freezes WHERE open=0 AND (? IS NULL OR chain_id=?) "
+                "ORDER BY closed_ms DESC, closed_height DESC, chain_id, freeze_id LIMIT ?",
+                (chain_id, chain_id, lifted),
+            ).fetchall()
+            if lifted > 0
+            else []
+        )
+        return {
+            "open": [dict(zip(keys, r, strict=True)) for r in open_rows],
+            "lifted": [dict(zip(keys, r, strict=True)) for r in lifted_rows],
+        }
+
+    def open_freeze_counts(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT chain_id, COUNT(*) FROM freezes WHERE open=1 GROUP BY 1")
+        return {str(c): int(n) for c, n in rows}
+
+    def knows_security(self, chain_id: str, code: str) -> bool:
+        """Whether any holding of ``code`` on ``chain_id`` was ever indexed."""
+        row = self.db.execute(
+            "SELECT 1 FROM holdings WHERE chain_id=? AND code=? LIMIT 1", (chain_id, code)
+        ).fetchone()
+        return row is not None
+
+    def investor_history(self, investor_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The ``limit`` latest indexed transactions (newest first) naming the investor, its
+        address, one of its securities accounts or one of its wallets, on every chain."""
+        looked_through = self.investor(investor_id)
+        pairs: set[tuple[str, str]] = set()
+        for c in looked_through["chains"]:
+            chain_id = c["chain_id"]
+            pairs |= {(chain_id, investor_id), (chain_id, c["address"])}
+            pairs |= {(chain_id, a["account_id"]) for a in c["accounts"]}
+            pairs |= {(chain_id, w["wallet_id"]) for w in c["wallets"]}
+        # One indexed lookup per (chain, subject) pair (an OR of equalities uses the primary
+        # key; a row-value IN would scan), in chunks under SQLite's expression depth limit.
+        found: dict[tuple[str, int, int], dict[str, Any]] = {}
+        ordered = sorted(pairs)
+        for start in range(0, len(ordered), _PAIRS_PER_QUERY):
+            chunk = ordered[start : start + _PAIRS_PER_QUERY]
+            where = " OR ".join("(s.chain_id=? AND s.subject=?)" for _ in chunk)
+            rows = self.db.execute(
+                "SELECT t.chain_id, t.height, t.idx, t.tx_hash, t.time_ms, t.module, t.method, "
+                "t.ok, t.code, s.subject FROM tx_subjects s CROSS JOIN txs t ON "
+                "t.chain_id=s.chain_id AND t.height=s.height AND t.idx=s.idx "
+                f"WHERE {where}",
+                [x for pair in chunk for x in pair],
+            )
+            for c, h, i, th, tm, m, me, ok, code, subject in rows:
+                row = found.setdefault(
+                    (str(c), int(h), int(i)),
+                    {
+                        "chain_id": c,
+                        "height": int(h),
+                        "index": int(i),
+                        "tx_hash": th,
+                        "time_ms": int(tm),
+                        "call": f"{m}.{me}",
+                        "outcome": "OK" if ok else code,
+                        "via": set(),
+                    },
+                )
+                row["via"].add(str(subject))
+        newest = sorted(
+            found.values(), key=lambda r: (-r["time_ms"], r["chain_id"], -r["height"], -r["index"])
+        )[:limit]
+        return [{**r, "via": ",".join(sorted(r["via"]))} for r in newest]
+
 
 class _View:
     """``IndexView`` over the connection, inside the block's transaction."""
@@ -769,26 +956,60 @@ class _Apply:
             self.move(code, account, int(balance) * new // old - int(balance))
 
     # enforcement
-    def _freeze(self, a: dict[str, Any], open_: int) -> None:
+    def _freeze(self, a: dict[str, Any], lifted_by: str = "") -> None:
+        """Open a freeze (``lifted_by`` empty) or record how and when it was lifted."""
+        tx = self.tx
+        if not lifted_by:
+            self.db.execute(
+                "INSERT OR REPLACE INTO freezes VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, NULL, NULL, "
+                "'')",
+                (
+                    self.c,
+                    a["freeze_id"],
+                    a["scope"],
+                    a["code"],
+                    a["account_id"],
+                    int(a.get("amount", 0)),
+                    str(a.get("reference", "")),
+                    tx.height,
+                    tx.time_ms,
+                ),
+            )
+            return
         self.db.execute(
-            "INSERT OR REPLACE INTO freezes VALUES (?, ?, ?, ?, ?, ?)",
-            (self.c, a["freeze_id"], a["scope"], a["code"], a["account_id"], open_),
+            "INSERT INTO freezes VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT "
+            "(chain_id, freeze_id) DO UPDATE SET open=0, closed_height=excluded.closed_height, "
+            "closed_ms=excluded.closed_ms, closed_by=excluded.closed_by",
+            (
+                self.c,
+                a["freeze_id"],
+                a["scope"],
+                a["code"],
+                a["account_id"],
+                int(a.get("amount", 0)),
+                str(a.get("reference", "")),
+                tx.height,  # lifted without the index having seen it opened
+                tx.time_ms,
+                tx.height,
+                tx.time_ms,
+                lifted_by,
+            ),
         )
 
     def _enforcement_frozen(self, seq: int, a: dict[str, Any]) -> None:
-        self._freeze(a, 1)
+        self._freeze(a)
 
     def _enforcement_unfrozen(self, seq: int, a: dict[str, Any]) -> None:
-        self._freeze(a, 0)
+        self._freeze(a, "unfrozen")
 
     def _enforcement_freeze_expired(self, seq: int, a: dict[str, Any]) -> None:
-        self._freeze(a, 0)
+        self._freeze(a, "expired")
 
     def _enforcement_forced_transfer(self, seq: int, a: dict[str, Any]) -> None:
         moved = int(a["transferred"])
         self.move(a["code"], a["account_id"], -moved)
         self.move(a["code"], a["to_account"], moved)
-        self._freeze(a, 0)
+        self._freeze(a, "forced_transfer")
 
     # settlement
     def _settlement_wallet_linked(self, seq: int, a: dict[str, Any]) -> None:

@@ -48,7 +48,9 @@ from consortia.node.topology import (
     Topology,
     bootstrap,
     init_two_tier,
+    lookthrough_path,
     observer_node,
+    spawn_follower,
     spawn_relay,
     wait_until_serving,
 )
@@ -140,6 +142,8 @@ def run_two_tier_demo(
         for line in bootstrap(topology, password=password):
             check("the regulator links the tiers", True, line)
         procs["relay"] = spawn_relay(topology, BUSINESS, password=password)
+        # The regulator's dashboard data: the supervision nodes' APIs serve this index.
+        procs["lookthrough"] = spawn_follower(topology)
         # The bootstrap signed with the business regulator's key: continue from its nonce.
         reg = suite.address(keys["regulator"].public_key)
         signer.nonces[reg] = int(biz.call("validator-0", "account.get", {"address": reg})["nonce"])
@@ -294,7 +298,7 @@ def _surveil(
     say: Say,
 ) -> None:
     """The regulator's look-through index follows the business chain and raises alerts."""
-    db = topology.home / "lookthrough.db"
+    db = lookthrough_path(topology)  # the follower's index: catch up now, then read it
     with LookthroughIndex(db) as index:
         index.follow_home(observer_node(biz.home))
         alerts = index.alerts()

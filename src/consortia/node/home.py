@@ -8,6 +8,7 @@ the exchange, both brokers and the bank (n = 4 = 3f + 1, f = 1).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from consortia.crypto import KeyPair, encrypt_key_file, get_suite
@@ -40,8 +41,10 @@ def init_home(
     chain_id: str = "consortia-demo",
     password: str | None = None,
     scrypt_n: int = 1 << 15,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Genesis:
-    """Write keys and genesis into an empty ``home``; refuses to overwrite an existing chain."""
+    """Write keys and genesis into an empty ``home``; refuses to overwrite an existing chain.
+    ``progress(done, total)`` is called after each key file (scrypt makes each take a while)."""
     suite = get_suite(suite_name)
     if (home / GENESIS_FILE).exists():
         raise NodeError(f"{home / GENESIS_FILE} already exists; choose another --home")
@@ -49,11 +52,17 @@ def init_home(
     (home / VALIDATORS_DIR).mkdir(parents=True, exist_ok=True)
     (home / ACCOUNTS_DIR).mkdir(parents=True, exist_ok=True)
 
+    total, done = len(DEFAULT_VALIDATORS) + len(DEFAULT_ACCOUNTS), 0
+
     def new_key(directory: str, name: str) -> KeyPair:
+        nonlocal done
         kp = suite.generate_keypair()
         path = home / directory / f"{name}.key"
         path.write_bytes(encrypt_key_file(kp, password, scrypt_n=scrypt_n))
         path.chmod(0o600)
+        done += 1
+        if progress is not None:
+            progress(done, total)
         return kp
 
     validators = tuple(

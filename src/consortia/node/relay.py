@@ -631,6 +631,9 @@ class Relayer:
         self._reported_seen = 0
         self._scan_caught_up = False
         self._report_prefixes = _report_id_prefix(business.chain_id)
+        # Catch-up progress, for a CLI bar: (what, done, target) as headers are anchored or
+        # followed within a round ("anchoring" / "following"; heights).
+        self.on_step: Callable[[str, int, int], None] | None = None
 
     # -- signing ---------------------------------------------------------------------------
 
@@ -708,6 +711,8 @@ class Relayer:
         anchored = chain.height
         head = self.business.head_height()
         while anchored < head:
+            if self.on_step is not None:
+                self.on_step("anchoring", anchored, head)
             batches = self._header_batches(self.business, anchored + 1, head)
             calls = [
                 ("anchoring", "anchor", {"chain_id": self.business.chain_id, "headers": b})
@@ -736,6 +741,8 @@ class Relayer:
         head = self.supervision.head_height()
         target = head if until is None else min(until, head)
         while followed < target:
+            if self.on_step is not None:
+                self.on_step("following", followed, target)
             batches = self._header_batches(self.supervision, followed + 1, target)
             calls = [("supervision", "follow", {"headers": b}) for b in batches]
             done, errors = self._submit_batches(
@@ -932,7 +939,12 @@ class Relayer:
         self.orders_applied_total += progress.applied
         self.reports_total += progress.filed
         report = self._measure(progress)
-        log.info("relay round %d: %s", self.rounds, report.to_json())
+        log.info(
+            "relay round %d: %s",
+            self.rounds,
+            report.to_json(),
+            extra={"chain": report.business_chain, "height": report.business_height},
+        )
         return report
 
     def _measure(self, progress: _Progress) -> RoundReport:

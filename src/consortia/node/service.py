@@ -37,7 +37,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -308,6 +308,7 @@ class Node:
                 settings_class(
                     lookthrough_index=(self.home / index) if index else None,
                     supervision_api=self.config.supervision_api,
+                    **asdict(self.config.api_limits),  # config.toml [api_limits]
                 ),
             )
             server = EmbeddedServer(
@@ -316,6 +317,7 @@ class Node:
                     host=self.config.host,
                     port=self.api_port,
                     log_level="warning",
+                    log_config=None,  # uvicorn's lines go through the node's (text or JSON) logs
                     lifespan="off",
                 )
             )
@@ -376,10 +378,19 @@ class Node:
     # The action loop (same shape as the simulator's shell)
 
     def _run(self, first: Event) -> None:
+        height, round_ = self.height, self.core.round
         queue: deque[Event] = deque([first])
         while queue:
             for action in self.core.handle(queue.popleft()):
                 queue.extend(self._perform(action))
+        if self.height == height and self.core.round > round_:
+            log.info(
+                "view change at height %d: round %d -> %d",
+                height + 1,
+                round_,
+                self.core.round,
+                extra={"chain": self.chain_id, "height": height + 1, "round": self.core.round},
+            )
 
     def _perform(self, action: Action) -> list[Event]:
         if isinstance(action, ScheduleTimeout):
@@ -416,6 +427,7 @@ class Node:
                 ev.validator.hex(),
                 ev.vote_a.height,
                 ev.vote_a.round,
+                extra={"chain": self.chain_id, "height": ev.vote_a.height},
             )
             self._add_evidence(ev)
             self.net.broadcast(frames.Message(MSG_EVIDENCE, {"evidence": ev.encode()}))
@@ -525,7 +537,12 @@ class Node:
                 )
                 valid = True
             except InvalidBlock as exc:
-                log.warning("invalid proposal at height %d: %s", a.height, exc)
+                log.warning(
+                    "invalid proposal at height %d: %s",
+                    a.height,
+                    exc,
+                    extra={"chain": self.chain_id, "height": a.height},
+                )
         return [ProposalValidated(a.height, a.block_hash, valid)]
 
     def _commit(self, block: Block, cert: CommitCertificate, *, via: str) -> list[Event]:
@@ -574,7 +591,28 @@ class Node:
             block_hash.hex()[:16],
             len(block.transactions),
             via,
+            extra={
+                "chain": self.chain_id,
+                "height": height,
+                "block": block_hash.hex(),
+                "txs": len(block.transactions),
+                "via": via,
+            },
         )
+        if log.isEnabledFor(logging.DEBUG):
+            for tx_hash, receipt in zip(committed_hashes, applied.receipts, strict=True):
+                log.debug(
+                    "tx %s committed at height %d: %s",
+                    tx_hash.hex()[:16],
+                    height,
+                    receipt.code or "OK",
+                    extra={
+                        "chain": self.chain_id,
+                        "height": height,
+                        "tx": tx_hash.hex(),
+                        "code": receipt.code or "OK",
+                    },
+                )
         self._notify_commit(block, cert, applied.receipts)
         if via == "consensus":
             # Give transactions a moment to gather before the next height starts.
@@ -709,7 +747,12 @@ class Node:
                     self.state, block, sig_cache=self.sig_cache
                 )
             except (CertificateError, InvalidBlock) as exc:
-                log.warning("sync: block %d rejected: %s", height, exc)
+                log.warning(
+                    "sync: block %d rejected: %s",
+                    height,
+                    exc,
+                    extra={"chain": self.chain_id, "height": height},
+                )
                 break
             self._commit(block, cert, via="sync")
             advanced = True
@@ -866,10 +909,23 @@ class Node:
                 tx_hash = self.mempool.add_raw(raw, self.state)
             except MempoolError as exc:
                 self.metrics.tx_rejected.inc(code=exc.code)
+                # DEBUG, as admissions: a client can send any number (the metrics count them).
+                log.debug(
+                    "tx rejected: %s: %s",
+                    exc.code,
+                    exc,
+                    extra={"chain": self.chain_id, "height": self.height, "code": exc.code},
+                )
                 replies.append({"ok": False, "code": exc.code, "message": str(exc)})
                 continue
             admitted.append(raw)
             replies.append({"ok": True, "tx_hash": tx_hash})
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "tx %s admitted",
+                    tx_hash.hex()[:16],
+                    extra={"chain": self.chain_id, "height": self.height, "tx": tx_hash.hex()},
+                )
             if wait:
                 fut: asyncio.Future[dict[str, Any]] = loop.create_future()
                 self.waiters.setdefault(tx_hash, []).append(fut)

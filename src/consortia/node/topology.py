@@ -7,6 +7,10 @@ Layout of a two-tier home (each chain directory is a network home from ``init_ne
     DIR/business-1/          a business chain (the default consortium)
     DIR/business-N/ ...
     DIR/relay-<chain>.log    each relayer's output
+    DIR/supervision/lookthrough.sqlite   the regulator's look-through index of every business
+                             chain, kept by ``consortia supervise follow`` (``spawn_follower``)
+                             and served by the supervision nodes' APIs (``lookthrough_index``)
+    DIR/lookthrough.log      the follower's output
 
 ``bootstrap`` makes the tiers trust each other, once, through signed transactions: the regulator
 registers every business chain (its genesis hash and validator set) with the supervision chain's
@@ -21,7 +25,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from consortia import codec
@@ -36,7 +40,12 @@ from consortia.execution.genesis import Genesis
 from consortia.modules import anchoring, supervision
 from consortia.node.home import key_password
 from consortia.node.local import ACCOUNTS_DIR, NodeError, load_genesis
-from consortia.node.network_home import API_PORT_OFFSET, DEFAULT_BASE_PORT, init_network
+from consortia.node.network_home import (
+    API_PORT_OFFSET,
+    DEFAULT_BASE_PORT,
+    NodeConfig,
+    init_network,
+)
 from consortia.node.operations import Operator
 from consortia.node.supervisor import network_status, node_homes
 
@@ -44,6 +53,7 @@ TOPOLOGY_FILE = "topology.json"
 SUPERVISION_DIR = "supervision"
 SUPERVISION_CHAIN_ID = "supervision"
 PORTS_PER_CHAIN = 100
+LOOKTHROUGH_FILE = "lookthrough.sqlite"  # in the supervision chain's directory
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,8 @@ def init_two_tier(
         )
     topology = Topology(home, SUPERVISION_DIR, names)
     (home / TOPOLOGY_FILE).write_text(topology.to_json())
+    configure_lookthrough(topology)
+    configure_evidence(topology)
     return topology
 
 
@@ -219,6 +231,75 @@ def spawn_relay(
                 str(sup_key),
                 "--interval-ms",
                 str(interval_ms),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+
+
+def lookthrough_path(topology: Topology) -> Path:
+    """The look-through index of a two-tier home (written by its follower)."""
+    return topology.chain_home(topology.supervision) / LOOKTHROUGH_FILE
+
+
+def configure_lookthrough(topology: Topology) -> list[Path]:
+    """Point every supervision node's ``lookthrough_index`` at the topology's index (relative to
+    the node home), leaving a node that already names one alone; returns the nodes changed.
+    Idempotent: ``consortia up`` runs it for homes laid out before the follower existed."""
+    index = lookthrough_path(topology)
+    changed = []
+    for node_home in node_homes(topology.chain_home(topology.supervision)):
+        config = NodeConfig.load(node_home)
+        if not config.lookthrough_index:
+            relative = os.path.relpath(index, node_home)
+            replace(config, lookthrough_index=relative).save(node_home)
+            changed.append(node_home)
+    return changed
+
+
+def configure_evidence(topology: Topology) -> list[Path]:
+    """Point every business node that serves an API (and names no supervision API yet) at a
+    supervision node's API, where its ``/v1/evidence/...`` fetch the anchor half of bundles;
+    returns the nodes changed. Idempotent; does nothing when the supervision nodes serve no API."""
+    sup_apis = [
+        f"http://{c.host}:{c.api_port}"
+        for c in map(NodeConfig.load, node_homes(topology.chain_home(topology.supervision)))
+        if c.api_port
+    ]
+    if not sup_apis:
+        return []
+    changed = []
+    for name in topology.business:
+        for node_home in node_homes(topology.chain_home(name)):
+            config = NodeConfig.load(node_home)
+            if config.api_port and not config.supervision_api:
+                replace(config, supervision_api=sup_apis[0]).save(node_home)
+                changed.append(node_home)
+    return changed
+
+
+def spawn_follower(topology: Topology, *, interval_s: float = 1.0) -> subprocess.Popen[bytes]:
+    """Start ``consortia supervise follow`` over every business chain (each read from its
+    regulator's observer node) into ``lookthrough_path``, output appended to
+    ``DIR/lookthrough.log``. It resumes where the index stopped, so a restart is harmless."""
+    homes = [observer_node(topology.chain_home(b)) for b in topology.business]
+    args = [str(a) for h in homes for a in ("--home", h)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(topology.home / "lookthrough.log", "ab") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "consortia",
+                "supervise",
+                "follow",
+                "--db",
+                str(lookthrough_path(topology)),
+                *args,
+                "--interval",
+                str(interval_s),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -29,14 +29,24 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from consortia import codec
-from consortia.api.auth import sign_request
+from consortia.api.auth import issue_session, sign_request
 from consortia.crypto import CryptoError, KeyPair, Suite, decrypt_key_file, get_suite
+from consortia.evidence.bundle import (
+    EvidenceBundle,
+    EvidenceError,
+    Proven,
+    parse_bundle,
+    verify_bundle,
+)
+from consortia.execution.genesis import Genesis, genesis_from_json
 from consortia.ledger.state_tree import StateProof, StateTreeError, verify_state_proof
 from consortia.ledger.types import Transaction, sign_transaction
 from consortia.modules import NATIVE_MODULES
 from consortia.modules.ecny import Wallet
+from consortia.modules.funds import Fund, Nav, Order, Position, fund_key, order_key, position_key
+from consortia.modules.insurance import Policy, Product, policy_key, product_key
 from consortia.modules.registry import Account, account_key
-from consortia.modules.securities import Holding, holding_key
+from consortia.modules.securities import Holding, Security, holding_key
 from consortia.node.home import key_password
 from consortia.node.operations import (
     InvalidOperationError,
@@ -46,6 +56,7 @@ from consortia.node.operations import (
 )
 from consortia.sdk.errors import (
     ApiError,
+    BadEvidenceError,
     FailedError,
     ForbiddenError,
     InvalidArgumentsError,
@@ -97,6 +108,66 @@ class StateValue:
     state_root: bytes
     proof: bytes
     verified: bool
+
+
+@dataclass(frozen=True)
+class FundView:
+    """A fund (proof-checked with ``verify``), its security record and recent NAVs (newest
+    first)."""
+
+    fund: Fund
+    security: Security | None
+    navs: tuple[Nav, ...]
+    navs_total: int
+
+
+@dataclass(frozen=True)
+class Customer:
+    """One record an institution serves (``kind``: investor, wallet, fund, product, policy), as
+    the API's JSON view (no sealed identities)."""
+
+    kind: str
+    id: str
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Me:
+    """``GET /v1/me``: who this account is and what it may see (see docs/api.md)."""
+
+    address: bytes
+    org_id: str
+    roles: tuple[str, ...]
+    height: int
+    investors: tuple[dict[str, Any], ...]  # investor views: record, accounts, fund positions, ...
+    wallets: tuple[Wallet, ...]  # owned wallets (sealed_identity empty)
+    customers: tuple[Customer, ...]  # this page (institutions)
+    next_customers: str | None  # ``after`` of the next page
+    regulator: dict[str, Any] | None
+    truncated: dict[str, bool]
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """An evidence bundle exported by the node: the canonical file ``text`` (save it as is), the
+    parsed ``bundle``, and what it proves when verified locally (``proven``; else None)."""
+
+    text: str
+    bundle: EvidenceBundle
+    proven: Proven | None
+
+
+GenesisSource = Genesis | str | Path
+
+
+def _genesis(source: GenesisSource) -> Genesis:
+    if isinstance(source, Genesis):
+        return source
+    try:
+        return genesis_from_json(Path(source).read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidArgumentsError("BAD_GENESIS", f"{source}: {exc}") from exc
 
 
 def _loopback(url: str) -> bool:
@@ -217,6 +288,13 @@ class Client:
         return self._request_once(method, path, body)
 
     def _request_once(self, method: str, path: str, body: JsonObject | None) -> JsonObject:
+        status, raw = self._send(method, path, body)
+        reply = self._reply(method, path, status, raw)
+        reply["_status"] = status
+        return reply
+
+    def _send(self, method: str, path: str, body: JsonObject | None) -> tuple[int, bytes]:
+        """One signed HTTP exchange: ``(status, body)`` (``TransportError`` if unreachable)."""
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         learning = path == "/v1/status" and (self._suite is None or self._chain_id is None)
@@ -228,11 +306,15 @@ class Client:
         )
         try:
             with self._opener.open(req, timeout=self.timeout_s) as resp:
-                status, raw = resp.status, resp.read()
+                return int(resp.status), bytes(resp.read())
         except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
+            return exc.code, exc.read()
         except (OSError, ValueError) as exc:
             raise TransportError("TRANSPORT", f"{method} {self.base_url}{path}: {exc}") from exc
+
+    @staticmethod
+    def _reply(method: str, path: str, status: int, raw: bytes) -> JsonObject:
+        """The JSON object answered, or the typed error of a problem answer."""
         try:
             reply = json.loads(raw)
         except ValueError:
@@ -251,8 +333,23 @@ class Client:
             if status == 403:
                 raise ForbiddenError(code, detail, status=status)
             raise ApiError(code, detail, status=status)
-        reply["_status"] = status
         return reply
+
+    def _get_document(self, path: str) -> bytes:
+        """``GET path`` answered with a document whose exact bytes matter (an evidence bundle
+        file); problems raise as for every other request."""
+        for attempt in range(2):
+            status, raw = self._send("GET", path, None)
+            if status < 400:
+                return raw
+            try:
+                self._reply("GET", path, status, raw)
+            except UnauthorizedError as exc:
+                if exc.code not in RESIGN_CODES or attempt:
+                    raise
+                continue
+            raise ApiError(f"HTTP_{status}", "unexpected answer", status=status)
+        raise AssertionError("unreachable")
 
     def _get(self, path: str) -> JsonObject:
         return self._request("GET", path)
@@ -289,6 +386,19 @@ class Client:
         if self._sender is None:
             self._sender = self.suite.address(self.key.public_key)
         return self._sender
+
+    def session_token(self, *, ttl_ms: int = 8 * 3_600_000) -> str:
+        """A session grant for this account, valid ``ttl_ms`` from now (at most 12 h): for the
+        web UI (``/ui/#session=TOKEN``) or ``Authorization: Consortia-Session TOKEN`` on GET
+        reads (``consortia.api.auth``). It lasts until it expires or the account's key rotates."""
+        return issue_session(
+            self.suite,
+            self.key,
+            chain_id=self.chain_id,
+            issued_ms=time.time_ns() // 1_000_000,
+            ttl_ms=ttl_ms,
+            address=self.address,
+        )
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -366,6 +476,150 @@ class Client:
         (readable by its sender, accounts of the sender's organization and the regulator)."""
         h = tx_hash.hex() if isinstance(tx_hash, bytes) else tx_hash
         return self._get(f"/v1/tx/{h}")
+
+    def fund(self, code: str, *, navs: int = 10, verify: bool = True) -> FundView:
+        """``GET /v1/funds/{code}`` (public): the fund record (proof-checked with ``verify``), its
+        security record and its ``navs`` most recent NAVs, newest first."""
+        reply = self._get(f"/v1/funds/{_seg(code)}?navs={int(navs)}")
+        fund = record_from_json(Fund, reply["record"])
+        if verify:
+            value = self._verified(reply, fund_key(code))
+            if value is None or codec.decode_struct(Fund, value) != fund:
+                raise ProofError("BAD_PROOF", "the fund record differs from the proven value")
+        security = reply.get("security")
+        return FundView(
+            fund=fund,
+            security=None if security is None else record_from_json(Security, security),
+            navs=tuple(record_from_json(Nav, n) for n in reply.get("navs", [])),
+            navs_total=int(reply.get("navs_total", 0)),
+        )
+
+    def fund_position(self, code: str, account_id: str, *, verify: bool = True) -> Position:
+        """A securities account's fund position with its FIFO lots, proof-checked with
+        ``verify``. Readable by the account's investor, its broker, the fund's manager and the
+        regulator (else ``ForbiddenError``)."""
+        path = f"/v1/funds/{_seg(code)}/positions/{_seg(account_id)}"
+        return self._proven_record(path, position_key(code, account_id), Position, verify)
+
+    def fund_order(self, order_id: str, *, verify: bool = True) -> Order:
+        """A fund subscription / redemption order and its status, proof-checked with ``verify``
+        (readable as fund positions are)."""
+        path = f"/v1/fund-orders/{_seg(order_id)}"
+        return self._proven_record(path, order_key(order_id), Order, verify)
+
+    def insurance_product(self, product_id: str, *, verify: bool = True) -> Product:
+        """An insurance product (public), proof-checked with ``verify``."""
+        path = f"/v1/insurance/products/{_seg(product_id)}"
+        return self._proven_record(path, product_key(product_id), Product, verify)
+
+    def policy(self, policy_id: str, *, verify: bool = True) -> Policy:
+        """An insurance policy, proof-checked with ``verify``. Readable by the policyholder, its
+        broker, an insurer account of the policy's insurer and the regulator."""
+        path = f"/v1/policies/{_seg(policy_id)}"
+        return self._proven_record(path, policy_key(policy_id), Policy, verify)
+
+    def me(self, *, limit: int | None = None, after: str | None = None) -> Me:
+        """``GET /v1/me``: this account, its investor records, wallets, and (institutions) one
+        page of customers (``limit`` per page, ``after`` = the previous ``next_customers``)."""
+        query = urllib.parse.urlencode(
+            {k: v for k, v in (("limit", limit), ("after", after)) if v is not None}
+        )
+        reply = self._get("/v1/me" + (f"?{query}" if query else ""))
+        customers = reply.get("customers") or {"items": [], "next": None}
+        return Me(
+            address=bytes.fromhex(str(reply["address"])),
+            org_id=str(reply["org_id"]),
+            roles=tuple(str(r) for r in reply["roles"]),
+            height=int(reply["height"]),
+            investors=tuple(reply.get("investors", [])),
+            wallets=tuple(
+                record_from_json(Wallet, w["record"], sealed_identity=b"")
+                for w in reply.get("wallets", [])
+            ),
+            customers=tuple(
+                Customer(str(c["kind"]), str(c["id"]), dict(c["record"]))
+                for c in customers["items"]
+            ),
+            next_customers=customers["next"],
+            regulator=reply.get("regulator"),
+            truncated=dict(reply.get("truncated", {})),
+            raw=reply,
+        )
+
+    def _evidence(
+        self,
+        path: str,
+        verify: bool,
+        business_genesis: GenesisSource | None,
+        supervision_genesis: GenesisSource | None,
+    ) -> Evidence:
+        if verify and (business_genesis is None or supervision_genesis is None):
+            raise InvalidArgumentsError(
+                "GENESIS_REQUIRED",
+                "verify=True needs the business and supervision genesis documents you trust",
+            )
+        raw = self._get_document(path)
+        try:
+            text = raw.decode("ascii")
+            bundle = parse_bundle(text)
+            proven = (
+                verify_bundle(bundle, _genesis(business_genesis), _genesis(supervision_genesis))
+                if business_genesis is not None and supervision_genesis is not None and verify
+                else None
+            )
+        except (UnicodeDecodeError, EvidenceError) as exc:
+            raise BadEvidenceError("BAD_EVIDENCE", str(exc)) from exc
+        return Evidence(text=text, bundle=bundle, proven=proven)
+
+    def export_transaction_evidence(
+        self,
+        tx_hash: bytes | str,
+        *,
+        verify: bool = False,
+        business_genesis: GenesisSource | None = None,
+        supervision_genesis: GenesisSource | None = None,
+    ) -> Evidence:
+        """The evidence bundle of a committed transaction (``GET /v1/evidence/tx/{hash}``),
+        built and verified by the node; with ``verify`` also verified here against the genesis
+        documents given (``Genesis`` objects or paths of genesis.json; ``BadEvidenceError`` if it
+        does not verify). Readable as ``tx`` is."""
+        h = tx_hash.hex() if isinstance(tx_hash, bytes) else tx_hash
+        return self._evidence(
+            f"/v1/evidence/tx/{_seg(h)}", verify, business_genesis, supervision_genesis
+        )
+
+    def export_holding_evidence(
+        self,
+        code: str,
+        account_id: str,
+        *,
+        height: int | None = None,
+        verify: bool = False,
+        business_genesis: GenesisSource | None = None,
+        supervision_genesis: GenesisSource | None = None,
+    ) -> Evidence:
+        """The evidence bundle of a holding at ``height`` (default: the head; ``ApiError``
+        ``NOT_ANCHORED`` until the relayer anchored it), verified locally with ``verify``."""
+        path = f"/v1/evidence/holding/{_seg(code)}/{_seg(account_id)}"
+        if height is not None:
+            path += f"?height={int(height)}"
+        return self._evidence(path, verify, business_genesis, supervision_genesis)
+
+    def export_wallet_evidence(
+        self,
+        wallet_id: str,
+        *,
+        height: int | None = None,
+        verify: bool = False,
+        business_genesis: GenesisSource | None = None,
+        supervision_genesis: GenesisSource | None = None,
+    ) -> Evidence:
+        """The evidence bundle of an e-CNY wallet at ``height`` (default: the head), verified
+        locally with ``verify``."""
+        path = f"/v1/evidence/wallet/{_seg(wallet_id)}"
+        if height is not None:
+            path += f"?height={int(height)}"
+        return self._evidence(path, verify, business_genesis, supervision_genesis)
 
     # -- transactions --------------------------------------------------------------------------
 
@@ -445,6 +699,69 @@ class Client:
             if exc.code not in RETRY_CODES:
                 raise
         return self.submit(self.sign(module, method, args))
+
+    # -- the regulator dashboard's data (``/v1/supervision/*``: the regulator only) -------------
+
+    def _get_query(self, path: str, **params: str | int | None) -> JsonObject:
+        given = {k: str(v) for k, v in params.items() if v is not None}
+        return self._get(f"{path}?{urllib.parse.urlencode(given)}" if given else path)
+
+    def supervision_overview(self) -> JsonObject:
+        """Per business chain: indexed and anchored height, lag, alerts, open freezes, orders."""
+        return self._get("/v1/supervision/overview")
+
+    def supervision_alerts(
+        self,
+        *,
+        rule: str | None = None,
+        chain: str | None = None,
+        limit: int | None = None,
+        after: int | None = None,
+    ) -> JsonObject:
+        """Surveillance alerts, newest first; pass the reply's ``next_after`` as ``after``."""
+        return self._get_query(
+            "/v1/supervision/alerts", rule=rule, chain=chain, limit=limit, after=after
+        )
+
+    def supervision_investor(self, investor_id: str, *, history: int | None = None) -> JsonObject:
+        """Look-through of one investor across chains: accounts, holdings, wallets, history."""
+        return self._get_query(f"/v1/supervision/investors/{_seg(investor_id)}", history=history)
+
+    def supervision_holders(
+        self, chain_id: str, code: str, *, height: int | None = None, limit: int | None = None
+    ) -> JsonObject:
+        """The holder register of ``code`` on ``chain_id`` (at ``height``; default: indexed)."""
+        path = f"/v1/supervision/holders/{_seg(chain_id)}/{_seg(code)}"
+        return self._get_query(path, height=height, limit=limit)
+
+    def supervision_large_payments(
+        self, *, chain: str | None = None, limit: int | None = None, after: int | None = None
+    ) -> JsonObject:
+        """Large-value e-CNY payments, newest first; ``after`` pages as for alerts."""
+        return self._get_query(
+            "/v1/supervision/large-payments", chain=chain, limit=limit, after=after
+        )
+
+    def supervision_freezes(
+        self, *, chain: str | None = None, lifted: int | None = None
+    ) -> JsonObject:
+        """Open freezes across chains (and the ``lifted`` latest lifted ones)."""
+        return self._get_query("/v1/supervision/freezes", chain=chain, lifted=lifted)
+
+    def supervision_orders(
+        self, *, chain: str | None = None, kind: str | None = None, limit: int | None = None
+    ) -> JsonObject:
+        """Regulatory orders from the supervision chain's state, newest first."""
+        return self._get_query("/v1/supervision/orders", chain=chain, kind=kind, limit=limit)
+
+    def supervision_anchoring(self) -> JsonObject:
+        """Per business chain: registered, anchored height and time, index head, lag."""
+        return self._get("/v1/supervision/anchoring")
+
+    def activity(self, *, blocks: int | None = None) -> JsonObject:
+        """``GET /v1/activity``: the last ``blocks`` blocks' time, tx count, round and interval
+        (public)."""
+        return self._get_query("/v1/activity", blocks=blocks)
 
 
 def _seg(text: str) -> str:
@@ -619,10 +936,14 @@ def as_json(value: Any) -> Any:
 
 __all__ = [
     "Client",
+    "Customer",
     "EcnyOps",
+    "Evidence",
     "ForbiddenError",
+    "FundView",
     "FundsOps",
     "InsuranceOps",
+    "Me",
     "ModuleOps",
     "SdkError",
     "SecuritiesOps",

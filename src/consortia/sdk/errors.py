@@ -75,8 +75,14 @@ class ProofError(SdkError):
     ``BAD_PROOF``)."""
 
 
+class BadEvidenceError(ProofError):
+    """An exported evidence bundle is malformed or does not verify against the genesis documents
+    given (code ``BAD_EVIDENCE``; the message names the failed check)."""
+
+
 __all__ = [
     "ApiError",
+    "BadEvidenceError",
     "FailedError",
     "ForbiddenError",
     "InvalidArgumentsError",

@@ -1,101 +1,34 @@
-// consortia explorer: public chain data only, no build step, no third-party code.
-// Every value from the API goes into the page through textContent, never parsed as HTML.
+// consortia web UI: the explorer (public chain data), the investor view and the regulator
+// dashboard (signed in with a session grant). No build step, no third-party code; every value
+// from the API goes into the page through textContent, never parsed as HTML.
+
+import {
+  $,
+  ApiError,
+  api,
+  clear,
+  el,
+  fmtAge,
+  fmtTime,
+  kvRows,
+  link,
+  session,
+  short,
+} from "./api.js";
+import { showDashboard, refreshDashboard } from "./dashboard.js";
+import { showInvestor, refreshInvestor } from "./investor.js";
 
 const LATEST = 20; // rows in the latest-blocks table
 const RETRY_MS = 3000; // reopen the stream after it is closed for good
+const REFRESH_MS = 400; // coalesce refreshes of the private pages when blocks come fast
 
-const state = { chainId: "", top: 0, stream: null };
-
-// -- tiny DOM helpers ---------------------------------------------------------------------------
-
-const $ = (id) => document.getElementById(id);
-
-function el(tag, text, attrs) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
-  return node;
-}
-
-function link(href, text) {
-  return el("a", text, { href });
-}
-
-function clear(node) {
-  while (node.firstChild) node.removeChild(node.firstChild);
-}
-
-function short(hex, n = 12) {
-  const s = String(hex || "");
-  return s.length > n ? s.slice(0, n) + "…" : s;
-}
-
-function fmtTime(ms) {
-  if (typeof ms !== "number" || ms <= 0) return "—";
-  return new Date(ms).toISOString().replace("T", " ").replace("Z", " UTC");
-}
-
-function fmtAge(ms) {
-  if (typeof ms !== "number" || ms <= 0) return "—";
-  let s = Math.max(0, Math.round((Date.now() - ms) / 1000));
-  if (s < 120) return `${s} s ago`;
-  s = Math.round(s / 60);
-  if (s < 120) return `${s} min ago`;
-  return `${Math.round(s / 60)} h ago`;
-}
-
-function kvRows(table, rows) {
-  const body = table.tBodies[0];
-  clear(body);
-  for (const [key, value] of rows) {
-    const tr = el("tr");
-    tr.appendChild(el("th", key));
-    const td = el("td");
-    if (value instanceof Node) td.appendChild(value);
-    else td.textContent = value === undefined || value === null ? "—" : String(value);
-    tr.appendChild(td);
-    body.appendChild(tr);
-  }
-}
+const state = { chainId: "", top: 0, stream: null, view: "", me: null, refreshTimer: 0 };
 
 function showError(message) {
   const box = $("error");
   box.textContent = message;
   box.hidden = !message;
 }
-
-// -- API ----------------------------------------------------------------------------------------
-
-class ApiError extends Error {
-  constructor(status, code, detail) {
-    super(`${status} ${code}: ${detail}`);
-    this.status = status;
-    this.code = code;
-  }
-}
-
-async function getJson(path) {
-  const resp = await fetch(path, { headers: { Accept: "application/json" } });
-  let body = null;
-  try {
-    body = await resp.json();
-  } catch {
-    body = null;
-  }
-  if (!resp.ok) {
-    const p = body || {};
-    throw new ApiError(resp.status, p.code || "HTTP_ERROR", p.detail || resp.statusText);
-  }
-  return body;
-}
-
-const api = {
-  status: () => getJson("/v1/status"),
-  block: (h) => getJson(`/v1/blocks/${encodeURIComponent(h)}`),
-  certificate: (h) => getJson(`/v1/blocks/${encodeURIComponent(h)}/certificate`),
-  anchor: (chain) => getJson(`/v1/anchors/${encodeURIComponent(chain)}`),
-  streamUrl: () => "/v1/stream",
-};
 
 // -- chain head and latest blocks -----------------------------------------------------------------
 
@@ -180,6 +113,7 @@ async function onBlockEvent(data) {
     setHead(b.height, b.hash, b.time_ms);
   }
   addBlock(b);
+  refreshSoon();
 }
 
 function openStream() {
@@ -281,14 +215,103 @@ async function showAnchor(chain) {
   ]);
 }
 
-// -- routing ------------------------------------------------------------------------------------
+// -- signing in ----------------------------------------------------------------------------------
 
-function show(view) {
-  for (const id of ["view-blocks", "view-block", "view-anchors"]) $(id).hidden = id !== view;
+function showSignedIn(me) {
+  state.me = me;
+  $("signin-form").hidden = Boolean(me);
+  $("signed-in").hidden = !me;
+  if (!me) {
+    $("who").textContent = "";
+    return;
+  }
+  const roles = (me.roles || []).join(", ") || "no roles";
+  $("who").textContent = `${me.org_id} / ${short(me.address, 14)} (${roles})`;
+  $("who").title = me.address;
+  const info = session.parse(session.token());
+  $("session-expiry").textContent = info ? `until ${fmtTime(info.expires)}` : "";
 }
 
-async function route() {
-  showError("");
+async function signIn() {
+  if (!session.token()) {
+    showSignedIn(null);
+    return null;
+  }
+  try {
+    const me = await api.me();
+    showSignedIn(me);
+    return me;
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return null; // signed out by api.js
+    throw err;
+  }
+}
+
+function signOut() {
+  session.clear();
+  showSignedIn(null);
+  location.hash = "#/";
+}
+
+function setupSignIn() {
+  window.addEventListener("consortia:session-refused", (ev) => {
+    showSignedIn(null);
+    route().finally(() => showError(`signed out: ${ev.detail.detail || ev.detail.code}`));
+  });
+  $("signin-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    showError("");
+    try {
+      session.set($("signin-token").value);
+    } catch (err) {
+      showError(err.message);
+      return;
+    }
+    $("signin-token").value = "";
+    signIn()
+      .then((me) => {
+        if (me) location.hash = homeOf(me);
+      })
+      .catch((err) => showError(String(err.message || err)));
+  });
+  $("signout").addEventListener("click", signOut);
+}
+
+function homeOf(me) {
+  if ((me.roles || []).includes("regulator")) return "#/dashboard";
+  return "#/investor";
+}
+
+// -- live updates of the private pages ------------------------------------------------------------
+
+function refreshSoon() {
+  if (state.refreshTimer) return;
+  state.refreshTimer = setTimeout(() => {
+    state.refreshTimer = 0;
+    const job =
+      state.view === "view-investor"
+        ? refreshInvestor()
+        : state.view === "view-dashboard"
+          ? refreshDashboard()
+          : null;
+    if (job) job.catch((err) => showError(String(err.message || err)));
+  }, REFRESH_MS);
+}
+
+// -- routing ------------------------------------------------------------------------------------
+
+const VIEWS = ["view-blocks", "view-block", "view-anchors", "view-investor", "view-dashboard"];
+
+function show(view) {
+  state.view = view;
+  for (const id of VIEWS) $(id).hidden = id !== view;
+  for (const a of document.querySelectorAll("nav a")) {
+    a.classList.toggle("active", a.dataset.view === view || (view === "view-block" && a.dataset.view === "view-blocks"));
+  }
+}
+
+async function route(ev) {
+  if (ev) showError(""); // a navigation clears the last error; the first route keeps sign-in's
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   try {
     if (parts[0] === "block" && /^[0-9]+$/.test(parts[1] || "")) {
@@ -297,6 +320,12 @@ async function route() {
     } else if (parts[0] === "anchors") {
       show("view-anchors");
       await showAnchor(parts[1] || "");
+    } else if (parts[0] === "investor") {
+      show("view-investor");
+      await showInvestor(state.me);
+    } else if (parts[0] === "dashboard") {
+      show("view-dashboard");
+      await showDashboard(state.me);
     } else {
       show("view-blocks");
     }
@@ -306,11 +335,24 @@ async function route() {
 }
 
 async function main() {
+  setupSignIn();
   $("anchor-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const chain = $("anchor-chain").value.trim();
     location.hash = `#/anchors/${encodeURIComponent(chain)}`;
   });
+  let fromUrl = false;
+  try {
+    fromUrl = session.takeFromUrl();
+  } catch (err) {
+    showError(err.message);
+  }
+  try {
+    const me = await signIn();
+    if (me && fromUrl) history.replaceState(null, "", location.pathname + homeOf(me));
+  } catch (err) {
+    showError(err instanceof Error ? err.message : String(err));
+  }
   window.addEventListener("hashchange", route);
   try {
     const st = await api.status();
