@@ -40,6 +40,7 @@ from consortia.node.supervisor import network_status, node_homes, supervise
 from consortia.node.topology import (
     Topology,
     bootstrap,
+    configure_evidence,
     configure_lookthrough,
     init_two_tier,
     is_two_tier,
@@ -51,13 +52,18 @@ from consortia.node.verify import verify_chain
 from consortia.storage import ChainStore, StorageError
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     name="consortia",
     help="consortia: a permissioned, two-tier consortium blockchain for securities and e-CNY.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-ledger_app = typer.Typer(help="Inspect and re-verify a node's stored chain.", no_args_is_help=True)
+ledger_app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="Inspect and re-verify a node's stored chain.",
+    no_args_is_help=True,
+)
 app.add_typer(crypto_app, name="crypto")
 app.add_typer(api_app, name="api")
 app.add_typer(ledger_app, name="ledger")
@@ -165,7 +171,11 @@ def init(
     console.print(f"genesis hash {genesis.hash().hex()}")
 
 
-node_app = typer.Typer(help="Run one node.", no_args_is_help=True)
+node_app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="Run one node.",
+    no_args_is_help=True,
+)
 app.add_typer(node_app, name="node")
 
 
@@ -231,6 +241,8 @@ def up(
     topology = Topology.load(home)
     for node_home in configure_lookthrough(topology):  # a home laid out before the follower
         console.print(f"{node_home.relative_to(home)}: now serves the look-through index")
+    for node_home in configure_evidence(topology):  # ... or before evidence over the API
+        console.print(f"{node_home.relative_to(home)}: now fetches anchor proofs for evidence")
     dirs = [
         h
         for name in (topology.supervision, *topology.business)

@@ -38,7 +38,11 @@ _TTL = re.compile(r"^([0-9]{1,6})([smh])$")
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000}
 _ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-app = typer.Typer(help="The REST API's client side: sign in to the web UI.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="The REST API's client side: sign in to the web UI.",
+    no_args_is_help=True,
+)
 
 
 def _fail(message: str) -> NoReturn:

@@ -29,6 +29,7 @@ EXIT_INVALID = 1
 EXIT_USAGE = 2
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Hash data, verify signatures and generate key files with a chain's crypto suite "
     "(intl = Ed25519/SHA-256, gm = SM2/SM3/SM4).",
     no_args_is_help=True,

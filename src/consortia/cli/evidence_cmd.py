@@ -33,6 +33,7 @@ EXIT_INVALID = 1
 EXIT_USAGE = 2
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Export offline evidence bundles (a transaction, a holding at a height) with their "
     "anchors on the supervision chain, and verify them with nothing but the two genesis files.",
     no_args_is_help=True,

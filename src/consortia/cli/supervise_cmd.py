@@ -46,6 +46,7 @@ from consortia.node.local import NodeError
 from consortia.storage import StorageError
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Look-through supervision: index committed blocks, query holdings, raise alerts.",
     no_args_is_help=True,
 )

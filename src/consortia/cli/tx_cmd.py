@@ -44,6 +44,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Perform any module method (`consortia tx list` shows them all with their arguments).",
     no_args_is_help=True,
 )
