@@ -109,7 +109,8 @@ class Signer:
         suite = self.chain.suite
         address = claim if claim is not None else suite.address(kp.public_key)
         chain_id = self.chain.state.chain_id
-        return sign_request(suite, kp, address, method, target, b"", self.last_ms, chain_id=chain_id)
+        stamp = self.last_ms
+        return sign_request(suite, kp, address, method, target, b"", stamp, chain_id=chain_id)
 
 
 def _snapshot(chain: LocalChain) -> tuple[int, bytes]:
