@@ -21,20 +21,30 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 # The browser tests (tests/test_browser.py) drive the distribution's Chromium through Playwright
-# (`executable_path`; Playwright's own browser downloads are never used). Install it if missing.
-if [ ! -x /usr/bin/chromium ]; then
+# (`executable_path`; Playwright's own browser downloads are never used). Install it if missing:
+# as root, or through sudo; non-interactively (a debconf prompt must not hang a silent install);
+# apt's output goes to .venv/chromium-install.log, shown in part if the install fails.
+chromium=/usr/bin/chromium
+if [ ! -x "$chromium" ]; then
   if command -v apt-get >/dev/null 2>&1; then
     echo "==> installing chromium (apt) for the browser tests"
-    sudo_cmd=""
-    if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo_cmd="sudo"; fi
-    if ! { $sudo_cmd apt-get install -y -qq chromium >/dev/null 2>&1 \
-        || { $sudo_cmd apt-get update -qq >/dev/null 2>&1 \
-             && $sudo_cmd apt-get install -y -qq chromium >/dev/null 2>&1; }; }; then
-      echo "warning: could not install chromium with apt-get; tests/test_browser.py will be" \
-        "skipped (install the Debian package 'chromium' by hand)" >&2
+    as_root=(env DEBIAN_FRONTEND=noninteractive)
+    if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
+      as_root=(sudo env DEBIAN_FRONTEND=noninteractive)
     fi
-  else
-    echo "note: /usr/bin/chromium is missing and apt-get is unavailable; tests/test_browser.py" \
-      "will be skipped" >&2
+    apt_log=.venv/chromium-install.log
+    # Try without refreshing the package lists first (fast when they are current).
+    if ! { "${as_root[@]}" apt-get install -y -q chromium >"$apt_log" 2>&1 \
+        || { "${as_root[@]}" apt-get update -q >>"$apt_log" 2>&1 \
+             && "${as_root[@]}" apt-get install -y -q chromium >>"$apt_log" 2>&1; }; }; then
+      tail -n 5 "$apt_log" >&2 || true
+    fi
+  fi
+  if [ ! -x "$chromium" ]; then
+    echo "warning: $chromium is missing (no apt-get, no root or sudo, or the Debian package" \
+      "'chromium' is not available: see .venv/chromium-install.log); tests/test_browser.py" \
+      "will fail until it is installed, or skip with CONSORTIA_SKIP_BROWSER=1" >&2
   fi
 fi
+# The smart-contract compilers (vyper, solc-js) the contract tests use: pinned, idempotent.
+bash "$root/scripts/toolchain.sh"

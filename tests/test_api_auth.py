@@ -235,7 +235,7 @@ def test_unsigned_private_reads_are_unauthorized(
     for path in private:
         resp = client.get(path)
         assert_problem(resp, 401, "AUTH_REQUIRED")
-        assert resp.headers["www-authenticate"] == "Consortia-Signature"
+        assert resp.headers["www-authenticate"] == "Consortia-Signature, Consortia-Session"
 
 
 def test_public_reads_stay_open(client: TestClient, world: tuple[LocalChain, Any]) -> None:
@@ -336,7 +336,7 @@ def test_missing_headers(client: TestClient, who: dict[str, Caller]) -> None:
     for path in (INVESTOR, WALLET):
         resp = client.get(path)
         assert_problem(resp, 401, "AUTH_REQUIRED")
-        assert resp.headers["www-authenticate"] == "Consortia-Signature"
+        assert resp.headers["www-authenticate"] == "Consortia-Signature, Consortia-Session"
     partial = who["alice"].headers("GET", INVESTOR)
     del partial[HEADER_SIGNATURE]
     assert_problem(client.get(INVESTOR, headers=partial), 401, "AUTH_REQUIRED")

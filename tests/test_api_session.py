@@ -247,6 +247,32 @@ def test_malformed(client: TestClient, token: str) -> None:
     assert_problem(resp, 401, "BAD_SESSION")
 
 
+def test_401_names_both_schemes_and_the_contract_documents_sessions(
+    client: TestClient, world: tuple[LocalChain, dict[str, KeyPair]], clock: Clock
+) -> None:
+    """A refused session (like a refused signature) challenges with both ways in, and every
+    private route's OpenAPI 401/403 responses name the session scheme and its codes."""
+    chain, keys = world
+    old = token_for(chain, keys["alice"], clock, issued=clock.now - 2 * HOUR, ttl=HOUR)
+    resp = client.get(INVESTOR, headers=session(old))
+    assert_problem(resp, 401, "SESSION_EXPIRED")
+    assert resp.headers["www-authenticate"] == "Consortia-Signature, Consortia-Session"
+    paths = client.get("/openapi.json").json()["paths"]
+    private = [
+        (path, op)
+        for path, item in paths.items()
+        for op in item.values()
+        if "401" in op.get("responses", {})
+    ]
+    assert {"/v1/investors/{investor_id}", "/v1/me", "/v1/tx/{tx_hash}"} <= {p for p, _ in private}
+    session_codes = ("BAD_SESSION", "SESSION_WRONG_CHAIN", "SESSION_EXPIRED")
+    for path, op in private:
+        unauthorized = op["responses"]["401"]["description"]
+        assert "Consortia-Session" in unauthorized and "Consortia-Signature" in unauthorized, path
+        assert all(code in unauthorized for code in session_codes), path
+        assert "SESSION_READ_ONLY" in op["responses"]["403"]["description"], path
+
+
 def test_unknown_account(client: TestClient, world: tuple[LocalChain, Any], clock: Clock) -> None:
     chain, _ = world
     stranger = chain.suite.generate_keypair()

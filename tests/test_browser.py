@@ -16,12 +16,16 @@ Two module-scoped networks, each started once and only if a test asks for it:
 Each test checks real values from the chain, submits a new transaction and checks that the page
 updates without a reload. Full-page screenshots go to ``test-artifacts/screenshots/``.
 Chromium comes from the distribution (``scripts/bootstrap.sh`` installs it); Playwright's own
-browser downloads are never used. The module is skipped, saying why, where Chromium is missing.
+browser downloads are never used. These tests must run: a missing ``/usr/bin/chromium`` (or
+Playwright) fails every test of the module, naming the script that installs it, unless
+``CONSORTIA_SKIP_BROWSER=1`` is set, which turns that failure into a skip with the same reason.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import re
 import time
 import urllib.request
@@ -59,9 +63,9 @@ from consortia.node.topology import (
 from tests.netkit import PASSWORD, LocalNet
 from tests.twotierkit import free_two_tier_base, stop_process
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-
 CHROMIUM = Path("/usr/bin/chromium")
+SKIP_ENV = "CONSORTIA_SKIP_BROWSER"
+INSTALLER = "scripts/bootstrap.sh"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -78,9 +82,28 @@ HOUR_MS = 3_600_000
 WAIT_MS = 20_000  # a page condition must hold within this
 T = TypeVar("T")
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason=f"{CHROMIUM} missing: run scripts/bootstrap.sh (apt chromium)"
-)
+
+def browser_missing() -> str | None:
+    """Why the browser tests cannot run here (None: they can)."""
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing: run {INSTALLER} (it installs the Debian package chromium)"
+    try:
+        importlib.import_module("playwright.sync_api")
+    except ImportError:
+        return f"the playwright package is missing: run {INSTALLER} (it installs .[dev])"
+    return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def browser_installed() -> None:
+    """Fail (``CONSORTIA_SKIP_BROWSER=1``: skip) every test here when the browser is missing;
+    autouse and module-scoped, so this runs before any network is started."""
+    why = browser_missing()
+    if why is None:
+        return
+    if os.environ.get(SKIP_ENV) == "1":
+        pytest.skip(f"{why} ({SKIP_ENV}=1 set)")
+    pytest.fail(f"{why}; or set {SKIP_ENV}=1 to skip the browser tests", pytrace=False)
 
 
 def yuan(fen: int) -> str:
@@ -261,6 +284,7 @@ def _wait_api(base_url: str) -> None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    playwright_sync: Any = importlib.import_module("playwright.sync_api")
     with playwright_sync.sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:

@@ -7,6 +7,7 @@ import math
 import re
 import socket
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,10 +18,17 @@ import pytest
 from consortia.crypto import decrypt_key_file, get_suite
 from consortia.ledger.types import sign_transaction
 from consortia.node.local import NodeError
-from consortia.node.metrics import MetricsError, NodeMetrics, Registry
+from consortia.node.metrics import MetricsError, MetricsServer, NodeMetrics, Registry, RelayMetrics
 from consortia.node.network_home import API_PORT_OFFSET, CONFIG_FILE, NodeConfig, init_network
+from consortia.node.relay import RoundReport
 from consortia.node.supervisor import network_status
-from consortia.node.topology import init_two_tier
+from consortia.node.topology import (
+    RELAY_METRICS_OFFSET,
+    Topology,
+    init_two_tier,
+    relay_metrics_port,
+    relay_metrics_url,
+)
 from tests.netkit import PASSWORD, LocalNet
 
 # ---------------------------------------------------------------------------------------------
@@ -241,6 +249,120 @@ def test_node_metrics_names() -> None:
     assert value_of(fams, "consortia_committed_blocks_total", via="sync") == 0
 
 
+def test_anchoring_and_relay_metric_names() -> None:
+    node = parse_exposition(NodeMetrics(chain_id="s", node="n", org="o", role="observer").render())
+    for name in ("consortia_anchored_height", "consortia_anchor_age_seconds"):
+        assert node[name].type == "gauge" and node[name].samples == []  # until a node sets them
+    relay = parse_exposition(RelayMetrics().render())
+    for name, kind in [
+        ("consortia_relay_rounds_total", "counter"),
+        ("consortia_relay_errors_total", "counter"),
+        ("consortia_anchoring_lag_blocks", "gauge"),
+        ("consortia_anchoring_lag_seconds", "gauge"),
+        ("consortia_relay_anchored_headers_total", "counter"),
+        ("consortia_relay_reports_filed_total", "counter"),
+        ("consortia_relay_orders_applied_total", "counter"),
+    ]:
+        assert relay[name].type == kind, name
+    assert value_of(relay, "consortia_relay_rounds_total") == 0
+
+
+def _round(n: int, **fields: object) -> RoundReport:
+    base: dict[str, object] = {
+        "round": n,
+        "business_chain": "business-1",
+        "supervision_chain": "supervision",
+        "business_height": 10,
+        "anchored_height": 7,
+        "anchor_lag_blocks": 3,
+        "anchor_lag_ms": 2500,
+        "supervision_height": 5,
+        "followed_height": 5,
+        "anchored": 0,
+        "followed": 0,
+        "orders_applied": 0,
+        "orders_applied_total": 0,
+        "orders_pending": 0,
+    }
+    return RoundReport(**{**base, **fields})  # type: ignore[arg-type]
+
+
+def test_relay_metrics_record_rounds() -> None:
+    m = RelayMetrics()
+    m.record(_round(1, anchored=7, reports_filed=2, orders_applied=1, errors=("x", "y")))
+    m.record(_round(2, anchored=3, anchor_lag_blocks=0, anchor_lag_ms=0))
+    m.record_failure()
+    fams = parse_exposition(m.render())
+    assert value_of(fams, "consortia_relay_rounds_total") == 3
+    assert value_of(fams, "consortia_relay_errors_total") == 3
+    assert value_of(fams, "consortia_relay_anchored_headers_total") == 10
+    assert value_of(fams, "consortia_relay_reports_filed_total") == 2
+    assert value_of(fams, "consortia_relay_orders_applied_total") == 1
+    assert value_of(fams, "consortia_anchoring_lag_blocks", chain="business-1") == 0
+    assert value_of(fams, "consortia_anchoring_lag_seconds", chain="business-1") == 0
+    # Not measurable (a node did not answer; nothing anchored yet): NaN, not a stale value.
+    m.record(_round(3, anchor_lag_blocks=-1, anchor_lag_ms=-1))
+    fams = parse_exposition(m.render())
+    assert math.isnan(value_of(fams, "consortia_anchoring_lag_blocks", chain="business-1"))
+    assert math.isnan(value_of(fams, "consortia_anchoring_lag_seconds", chain="business-1"))
+
+
+def _http(port: int, raw: bytes) -> bytes:
+    """Send ``raw`` as is and read until the server closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(raw)
+        conn.shutdown(socket.SHUT_WR)  # and nothing more
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_metrics_server_serves_404s_and_survives_garbage() -> None:
+    reg = Registry()
+    hits = reg.counter("demo_hits_total", "Hits.")
+    with MetricsServer(reg, "127.0.0.1", 0) as server:
+        assert server.port > 0 and server.url == f"http://127.0.0.1:{server.port}/metrics"
+        with urllib.request.urlopen(server.url + "?x=1", timeout=10) as reply:
+            assert reply.status == 200
+            assert reply.headers["content-type"] == ("text/plain; version=0.0.4; charset=utf-8")
+            assert value_of(parse_exposition(reply.read().decode()), "demo_hits_total") == 0
+        for path in ("/", "/metricsx", "/metrics/", "/api/metrics"):
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=10)
+            assert err.value.code == 404, path
+        assert _http(server.port, b"POST /metrics HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 501")
+        head = _http(server.port, b"HEAD /metrics HTTP/1.0\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 200") and head.endswith(b"\r\n\r\n")
+        # Garbage of every kind gets an error status or a closed connection, never a dead server.
+        for junk in (
+            b"\x00\xff\xfe garbage\r\n\r\n",
+            b"GET\r\n\r\n",
+            b"GET /metrics HTTP/9.9\r\n\r\n",
+            b"GET /" + b"a" * 70_000 + b" HTTP/1.0\r\n\r\n",
+            b"GET /metrics HTTP/1.0\r\n" + b"X-A: b\r\n" * 200 + b"\r\n",
+            b"",
+        ):
+            answer = _http(server.port, junk)
+            # (a request line without a version is answered HTTP/0.9 style: no status line)
+            assert answer == b"" or re.match(rb"(HTTP/1\.[01] )?[45]\d\d ", answer), answer[:80]
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as idle:
+            idle.sendall(b"GET /met")  # a client stalling mid-request holds only its own thread
+            hits.inc(5)
+            with urllib.request.urlopen(server.url, timeout=10) as reply:
+                assert value_of(parse_exposition(reply.read().decode()), "demo_hits_total") == 5
+    with pytest.raises(OSError):  # closed: nothing listens any more
+        urllib.request.urlopen(server.url, timeout=5)
+
+
+def test_metrics_server_port_taken() -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        with pytest.raises(OSError):
+            MetricsServer(Registry(), "127.0.0.1", blocker.getsockname()[1])
+
+
 # ---------------------------------------------------------------------------------------------
 # Configuration: API ports
 
@@ -288,6 +410,41 @@ def test_two_tier_ports_never_collide(tmp_path: Path) -> None:
     ports = [p for c in configs for p in (c.p2p_port, c.client_port, c.api_port)]
     assert all(ports) and len(set(ports)) == len(ports)
     assert min(c.api_port for c in configs) == base + API_PORT_OFFSET
+
+
+def test_relay_metrics_ports_stay_off_the_node_ports(tmp_path: Path) -> None:
+    base = 31_000
+    topology = init_two_tier(
+        tmp_path / "tt",
+        business_chains=3,
+        validators=2,
+        observers=1,
+        base_port=base,
+        password=PASSWORD,
+        scrypt_n=1 << 10,
+    )
+    node_ports = {
+        p for c in _configs(topology.home) for p in (c.p2p_port, c.client_port, c.api_port)
+    }
+    relay_ports = [relay_metrics_port(topology, b) for b in topology.business]
+    assert relay_ports == [base + RELAY_METRICS_OFFSET + k for k in (1, 2, 3)]
+    assert not set(relay_ports) & node_ports
+    assert relay_metrics_url(topology, "business-2") == (
+        f"http://127.0.0.1:{base + RELAY_METRICS_OFFSET + 2}/metrics"
+    )
+    # A custom API offset that lands on those ports: no metrics server rather than a clash.
+    clash = init_two_tier(
+        tmp_path / "clash",
+        business_chains=1,
+        validators=2,
+        observers=0,
+        base_port=base,
+        password=PASSWORD,
+        scrypt_n=1 << 10,
+        api_port_offset=RELAY_METRICS_OFFSET,
+    )
+    assert relay_metrics_port(clash, "business-1") == 0
+    assert relay_metrics_url(Topology.load(clash.home), "business-1") is None
 
 
 def test_api_ports_off_and_out_of_range(tmp_path: Path) -> None:

@@ -11,7 +11,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,6 +46,7 @@ from consortia.modules.registry import Account
 from consortia.modules.registry import account_key as registry_account_key
 from consortia.net import frames
 from consortia.node.local import LocalChain
+from consortia.node.metrics import AnchoringGauges, MetricsServer, NodeMetrics, RelayMetrics
 from consortia.node.network_home import NodeConfig
 from consortia.node.relay import (
     LocalEndpoint,
@@ -53,6 +62,7 @@ from consortia.node.relay import (
 from tests.chainkit import make_consortium
 from tests.test_funds import MON, TUE, at, confirm_tx, fund_world, hm, nav_tx, red_tx, sub_tx
 from tests.test_investors import commit_ok, open_account_tx, open_investor_tx, register
+from tests.test_metrics import Family, parse_exposition, value_of
 from tests.test_securities import apply_args, issue_tx, transfer_tx
 from tests.test_settlement import dvp_world, instruct_tx
 from tests.test_supervision import FAR, order_args, trust_args
@@ -757,3 +767,245 @@ def test_a_relayer_dying_while_reporting_is_replaced_without_gaps_or_duplicates(
     ids = [rid for rid, _, _ in filed if rid.startswith("business-1-")]
     assert failed == 0 and len(ids) == len(set(ids))
     assert expected <= set(ids)
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics: a supervision node's anchoring gauges, the relayer's counters and its HTTP endpoint
+
+
+def new_receipts(n: Net, after: int) -> list[Receipt]:
+    return [r for h in range(after + 1, n.chain.height + 1) for r in n.ep.block(h).receipts]
+
+
+def test_supervision_gauges_move_when_headers_are_anchored(nets: tuple[Net, Net, Net]) -> None:
+    sup, b1, b2 = nets
+
+    def fresh() -> tuple[NodeMetrics, AnchoringGauges]:
+        m = NodeMetrics(chain_id="supervision", node="observer-0", org="csrc", role="observer")
+        return m, AnchoringGauges(m)
+
+    metrics, gauges = fresh()
+    gauges.start(sup.chain.state)
+    assert gauges.active and set(gauges.chains) == {"business-1", "business-2"}
+    fams = parse_exposition(metrics.render())
+    for b in (b1, b2):
+        assert value_of(fams, "consortia_anchored_height", chain=b.chain.genesis.chain_id) == 0
+        age_ms = sup.chain.state.last_time_ms - b.c.genesis.genesis_time_ms
+        assert value_of(fams, "consortia_anchor_age_seconds", chain=b.chain.genesis.chain_id) == (
+            max(0, age_ms) / 1000
+        )
+
+    seen = sup.chain.height
+    b1.empty_blocks(2)
+    report = relayer(b1, sup).run_round()
+    assert report.errors == () and report.anchored > 0 and report.anchor_lag_blocks == 0
+    gauges.on_commit(sup.chain.state, new_receipts(sup, seen))
+    fams = parse_exposition(metrics.render())
+    head = sup.chain.state
+    anchored = b1.ep.block(report.anchored_height).block.header
+    assert value_of(fams, "consortia_anchored_height", chain="business-1") == anchored.height
+    assert value_of(fams, "consortia_anchor_age_seconds", chain="business-1") == (
+        max(0, head.last_time_ms - anchored.time_ms) / 1000
+    )
+    assert value_of(fams, "consortia_anchored_height", chain="business-2") == 0  # untouched
+    # Followed commit by commit, the gauges equal a fresh pass over the head state.
+    full, full_gauges = fresh()
+    full_gauges.start(head)
+    assert full.render() == metrics.render()
+
+    # Supervision blocks without anchoring: the heights stay, the ages grow with block time
+    # (the test chains' clocks tick 1 s per block, each its own: the age is 0 while the
+    # supervision chain's time is behind the anchored header's).
+    ages = []
+    for _ in range(2):
+        seen = sup.chain.height
+        sup.empty_blocks(max(1, (anchored.time_ms - sup.chain.state.last_time_ms) // 1000 + 1))
+        gauges.on_commit(sup.chain.state, new_receipts(sup, seen))
+        later = parse_exposition(metrics.render())
+        assert value_of(later, "consortia_anchored_height", chain="business-1") == anchored.height
+        age = value_of(later, "consortia_anchor_age_seconds", chain="business-1")
+        assert age == (sup.chain.state.last_time_ms - anchored.time_ms) / 1000 > 0
+        ages.append(age)
+    assert ages[1] == ages[0] + 1.0
+
+    # A business node has no anchoring module: no series, and commits change nothing.
+    biz, biz_gauges = fresh()
+    biz_gauges.start(b1.chain.state)
+    biz_gauges.on_commit(b1.chain.state, new_receipts(b1, 0))
+    fams = parse_exposition(biz.render())
+    assert not biz_gauges.active
+    assert fams["consortia_anchored_height"].samples == []
+    assert fams["consortia_anchor_age_seconds"].samples == []
+
+
+def scrape(url: str) -> dict[str, Family]:
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        assert reply.status == 200
+        return parse_exposition(reply.read().decode())
+
+
+def test_relayer_metrics_move_across_rounds_and_are_served(nets: tuple[Net, Net, Net]) -> None:
+    sup, b1, _ = nets
+    metrics = RelayMetrics()
+    r = relayer(b1, sup)
+    with MetricsServer(metrics, "127.0.0.1", 0) as server:
+        fams = scrape(server.url)
+        assert value_of(fams, "consortia_relay_rounds_total") == 0
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(server.url.removesuffix("metrics") + "status", timeout=10)
+        assert err.value.code == 404
+
+        first = r.run_round()
+        metrics.record(first)
+        assert first.errors == () and first.anchored > 0
+        fams = scrape(server.url)
+        assert value_of(fams, "consortia_relay_rounds_total") == 1
+        assert value_of(fams, "consortia_relay_anchored_headers_total") == first.anchored
+        assert value_of(fams, "consortia_anchoring_lag_blocks", chain="business-1") == 0
+
+        # Business activity (reports to file) and an order for business-1, then two rounds.
+        securities_on(b1)
+        args = order_args(
+            "ORD-M",
+            "freeze",
+            chain_id="business-1",
+            freeze_id="F-M",
+            account_id="SA-A",
+            expires_at_ms=FAR,
+        )
+        sup.ok([sup.c.tx("regulator", "orders", "issue_order", args)])
+        rounds = [first, r.run_round(), r.run_round()]
+        for report in rounds[1:]:
+            metrics.record(report)
+        fams = scrape(server.url)
+    assert all(report.errors == () for report in rounds), [x.errors for x in rounds]
+    assert value_of(fams, "consortia_relay_rounds_total") == 3
+    assert value_of(fams, "consortia_relay_errors_total") == 0
+    anchored = sum(x.anchored for x in rounds)
+    assert anchored > first.anchored
+    assert value_of(fams, "consortia_relay_anchored_headers_total") == anchored
+    filed = sum(x.reports_filed for x in rounds)
+    assert filed > 0 and value_of(fams, "consortia_relay_reports_filed_total") == filed
+    assert value_of(fams, "consortia_relay_orders_applied_total") == 1
+    last = rounds[-1]
+    assert value_of(fams, "consortia_anchoring_lag_blocks", chain="business-1") == (
+        last.anchor_lag_blocks
+    )
+    assert value_of(fams, "consortia_anchoring_lag_seconds", chain="business-1") == (
+        last.anchor_lag_ms / 1000
+    )
+    # Errors count too: the supervision node refusing submissions, a round reports them.
+    b1.empty_blocks(1)  # something to anchor
+    broken = Relayer(
+        b1.ep,
+        FailingAfter(sup.ep, 0),
+        b1.c.accounts["relayer"],
+        sup.c.accounts["relayer"],
+    )
+    report = broken.run_round()
+    metrics.record(report)
+    assert report.errors
+    fams = parse_exposition(metrics.render())
+    assert value_of(fams, "consortia_relay_errors_total") == len(report.errors)
+
+
+def test_relay_cli_serves_metrics_while_it_runs(nets: tuple[Net, Net, Net], tmp_path: Path) -> None:
+    sup, b1, _ = nets
+    ports = [ClientPort(sup), ClientPort(b1)]
+    with socket.socket() as probe:  # a free port for the relayer's metrics
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    sup_home = node_home(tmp_path, "sup-node", sup, ports[0].port)
+    b1_home = node_home(tmp_path, "b1-node", b1, ports[1].port)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "consortia",
+            "relay",
+            "--business",
+            str(b1_home),
+            "--supervision",
+            str(sup_home),
+            "--business-key",
+            str(b1_home / "relayer.key"),
+            "--supervision-key",
+            str(sup_home / "relayer.key"),
+            "--interval-ms",
+            "100",
+            "--metrics-port",
+            str(metrics_port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "CONSORTIA_KEY_PASSWORD": PASSWORD},
+    )
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            try:
+                fams = scrape(url)
+                if value_of(fams, "consortia_relay_rounds_total") >= 2:
+                    break
+            except (OSError, KeyError):
+                pass
+            assert time.monotonic() < deadline, "no metrics from the relayer"
+            time.sleep(0.2)
+        assert value_of(fams, "consortia_relay_errors_total") == 0
+        assert value_of(fams, "consortia_relay_anchored_headers_total") > 0
+        assert value_of(fams, "consortia_anchoring_lag_blocks", chain="business-1") >= 0
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(url + "/x", timeout=10)
+        assert err.value.code == 404
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=30)
+        finally:
+            proc.kill()
+            for p in ports:
+                p.close()
+    assert code == 0
+    with pytest.raises(OSError):  # the server went with the relayer
+        urllib.request.urlopen(url, timeout=5)
+
+
+def test_relay_cli_runs_on_when_its_metrics_port_is_taken(
+    nets: tuple[Net, Net, Net], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sup, b1, _ = nets
+    ports = [ClientPort(sup), ClientPort(b1)]
+    monkeypatch.setenv("CONSORTIA_KEY_PASSWORD", PASSWORD)
+    sup_home = node_home(tmp_path, "sup-node", sup, ports[0].port)
+    b1_home = node_home(tmp_path, "b1-node", b1, ports[1].port)
+    try:
+        with socket.socket() as blocker:
+            blocker.bind(("127.0.0.1", 0))
+            blocker.listen()
+            argv = [
+                "relay",
+                "--business",
+                str(b1_home),
+                "--supervision",
+                str(sup_home),
+                "--business-key",
+                str(b1_home / "relayer.key"),
+                "--supervision-key",
+                str(sup_home / "relayer.key"),
+                "--once",
+                "--metrics-port",
+                str(blocker.getsockname()[1]),
+            ]
+            result = runner.invoke(app, argv)
+    finally:
+        for p in ports:
+            p.close()
+    assert result.exit_code == 0, result.output
+    assert "warning: --metrics-port: cannot listen on 127.0.0.1:" in result.stderr
+    assert "Traceback" not in result.output
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert line["errors"] == [] and line["anchor_lag_blocks"] == 0, line
+    bad = runner.invoke(app, [*argv[:-1], "70000"])
+    assert bad.exit_code == 2 and "--metrics-port" in bad.output, bad.output

@@ -31,8 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, is_dataclass
-from enum import Enum
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +44,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consortia import codec
 from consortia.api.auth import (
+    SESSION_SCHEME,
     AuthError,
     RequestAuthenticator,
     session_token_of,
     verify_session,
 )
-from consortia.api.backend import ApiBackend, StateRead
-from consortia.api.evidence import evidence_router
+from consortia.api.backend import ApiBackend
+from consortia.api.evidence import Fetch, evidence_router, http_fetch
 from consortia.api.private import (
     SEALED_STATE_PREFIXES,
     HoldingsIndex,
@@ -65,21 +65,28 @@ from consortia.api.private import (
     tx_access,
     wallet_access,
 )
+from consortia.api.reads import (
+    MAX_HASH_BYTES,
+    PRIVATE_PROBLEMS,
+    ApiProblem,
+    Problem,
+    hex_arg,
+    jsonable,
+    proven,
+    read_at,
+)
 from consortia.api.records import records_router
 from consortia.api.stream import stream_router
 from consortia.api.supervision_views import supervision_router
 from consortia.api.webui import webui_router
-from consortia.execution.state import ChainState
 from consortia.modules import anchoring, ecny, investors, registry, securities
 
 log = logging.getLogger("consortia.api")
 
 PROBLEM_JSON = "application/problem+json"
+WWW_AUTHENTICATE = f"Consortia-Signature, {SESSION_SCHEME}"
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_STATE_KEY = 1024  # as the node's client port
-MAX_HASH_BYTES = 64
-# Record fields never returned (sealed to the operator/broker and the regulator).
-PRIVATE_FIELDS = frozenset({"sealed_identity"})
 # Raw state reads of these records would hand out sealed identities: refused to everyone.
 PRIVATE_PREFIXES = SEALED_STATE_PREFIXES
 
@@ -125,16 +132,6 @@ class ApiSettings:
 
 # ---------------------------------------------------------------------------------------------
 # Problems
-
-
-class ApiProblem(Exception):
-    """Raised by a route: answered as a problem detail."""
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.code = code
-        self.detail = detail
 
 
 def problem(
@@ -259,60 +256,6 @@ class Guard:
 # JSON views
 
 
-def jsonable(value: Any) -> Any:
-    """Dataclasses → objects (private fields dropped), bytes → lowercase hex, enums → names."""
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, Enum):
-        return value.name
-    if isinstance(value, bool | int | str | None):
-        return value
-    if is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: jsonable(getattr(value, f.name))
-            for f in fields(value)
-            if f.name not in PRIVATE_FIELDS
-        }
-    if isinstance(value, dict):
-        return {
-            (k.hex() if isinstance(k, bytes) else str(k)): jsonable(v)
-            for k, v in value.items()
-            if k not in PRIVATE_FIELDS
-        }
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return str(value)
-
-
-def _hex(text: str, what: str, *, max_bytes: int) -> bytes:
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raise ApiProblem(400, "BAD_REQUEST", f"{what} must be hex") from None
-    if not 1 <= len(raw) <= max_bytes:
-        raise ApiProblem(400, "BAD_REQUEST", f"{what} must be 1..{max_bytes} bytes")
-    return raw
-
-
-def _proven(read: StateRead, *, with_value: bool = True) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "key": read.key.hex(),
-        "height": read.height,
-        "state_root": read.state_root.hex(),
-        "proof": read.proof.hex(),
-    }
-    if with_value:
-        out["value"] = None if read.value is None else read.value.hex()
-    return out
-
-
-def _read_at(state: ChainState, key: bytes) -> StateRead:
-    """``key`` in one head snapshot, with its proof (value, proof, root, height belong together)."""
-    return StateRead(
-        key, state.tree.get(key), state.tree.prove(key).to_bytes(), state.state_root, state.height
-    )
-
-
 def _record(
     backend: ApiBackend, key: bytes, cls: type[Any], what: str, *, with_value: bool = True
 ) -> dict[str, Any]:
@@ -322,32 +265,12 @@ def _record(
     if read.value is None:
         raise ApiProblem(404, "NOT_FOUND", f"no {what}")
     record = codec.decode_struct(cls, read.value)
-    return {**_proven(read, with_value=with_value), "record": jsonable(record)}
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem details, with the stable error ``code``."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    code: str
+    return {**proven(read, with_value=with_value), "record": jsonable(record)}
 
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "description": f"{TITLES[status]} (problem details)"}
     for status in (400, 404, 413, 429, 500)
-}
-
-
-_PRIVATE_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    401: {
-        "model": Problem,
-        "description": "Unauthorized: AUTH_REQUIRED, BAD_REQUEST_SIGNATURE, STALE_REQUEST, "
-        "REPLAYED_REQUEST, UNKNOWN_ACCOUNT (problem details)",
-    },
-    403: {"model": Problem, "description": "FORBIDDEN: not this caller's record (problem details)"},
 }
 
 
@@ -371,9 +294,11 @@ def create_app(
     settings: ApiSettings | None = None,
     *,
     clock_ms: Callable[[], int] = _wall_clock_ms,
+    evidence_fetch: Fetch = http_fetch,
 ) -> FastAPI:
     """The API over ``backend``. ``clock_ms`` is the wall clock signed requests are checked
-    against (the API is an edge: wall clock, not block time)."""
+    against (the API is an edge: wall clock, not block time); ``evidence_fetch`` reads the anchor
+    half of a bundle from ``settings.supervision_api`` (HTTP; a test may serve it in-process)."""
     settings = settings or ApiSettings()
     authenticator = RequestAuthenticator(
         window_ms=settings.auth_window_ms, max_replay_entries=settings.max_replay_entries
@@ -399,7 +324,9 @@ def create_app(
 
     @app.exception_handler(AuthError)
     async def _auth_problem(request: Request, exc: AuthError) -> Response:
-        headers = {"WWW-Authenticate": "Consortia-Signature"} if exc.status == 401 else None
+        # Both ways in (RFC 9110 §11.6.1: one challenge per scheme): a signed request, or
+        # for a GET the bearer of a session grant (``consortia api login``).
+        headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if exc.status == 401 else None
         return problem(exc.status, exc.code, exc.detail, headers=headers)
 
     async def caller(request: Request) -> registry.Account:
@@ -529,13 +456,13 @@ def create_app(
         """404 for the regulator, the same 403 as for an existing record for anyone else."""
         return ApiProblem(404, "NOT_FOUND", f"no {what}") if is_regulator(acct) else forbidden(what)
 
-    @app.get("/v1/tx/{tx_hash}", tags=["chain"], responses=_PRIVATE_PROBLEMS)
+    @app.get("/v1/tx/{tx_hash}", tags=["chain"], responses=PRIVATE_PROBLEMS)
     async def get_tx(tx_hash: str, acct: registry.Account = Depends(caller)) -> dict[str, Any]:
         """A committed transaction with its receipt (status, code, events), height and position.
 
         Signed request required. Allowed: the transaction's sender, an account of the sender's
         organization, the regulator (403 ``FORBIDDEN`` otherwise; 404 only for the regulator)."""
-        h = _hex(tx_hash, "transaction hash", max_bytes=MAX_HASH_BYTES)
+        h = hex_arg(tx_hash, "transaction hash", max_bytes=MAX_HASH_BYTES)
         what = f"committed transaction {h.hex()}"
         found = backend.find_tx(h)
         if found is None:
@@ -558,7 +485,7 @@ def create_app(
             "receipt": jsonable(receipts[index]),
         }
 
-    @app.get("/v1/state/{key_hex}", tags=["state"], responses=_PRIVATE_PROBLEMS)
+    @app.get("/v1/state/{key_hex}", tags=["state"], responses=PRIVATE_PROBLEMS)
     async def get_state(key_hex: str, request: Request) -> dict[str, Any]:
         """A raw state value at the head with its (non-)membership proof and the state root.
 
@@ -568,30 +495,30 @@ def create_app(
         (``PRIVATE_RECORD``: use the typed reads). Any other key needs a signed request: holdings,
         securities accounts, fund positions and orders, policies, escrows by their owner rules;
         everything else (and absent private keys) the regulator only."""
-        key = _hex(key_hex, "state key", max_bytes=MAX_STATE_KEY)
+        key = hex_arg(key_hex, "state key", max_bytes=MAX_STATE_KEY)
         if key.startswith(PRIVATE_PREFIXES):
             raise ApiProblem(
                 403, "PRIVATE_RECORD", "this record carries a sealed identity; use the typed read"
             )
         if is_public_key(key):
-            return _proven(backend.state_value(key))
+            return proven(backend.state_value(key))
         acct = await caller(request)
         state = backend.head()
-        read = _read_at(state, key)
+        read = read_at(state, key)
         access = state_access(read_context(state), acct, key, read.value)
         if access is None:
             raise forbidden(f"state key {key!r}")
-        return {**_proven(read), "access": access}
+        return {**proven(read), "access": access}
 
     # -- typed reads ---------------------------------------------------------------------------
 
     @app.get("/v1/accounts/{address_hex}", tags=["records"])
     async def get_account(address_hex: str) -> dict[str, Any]:
         """A registry account (organization, roles, next nonce, frozen) at the head."""
-        address = _hex(address_hex, "address", max_bytes=64)
+        address = hex_arg(address_hex, "address", max_bytes=64)
         return _record(backend, registry.account_key(address), registry.Account, "account")
 
-    @app.get("/v1/holdings/{code}/{account_id}", tags=["private"], responses=_PRIVATE_PROBLEMS)
+    @app.get("/v1/holdings/{code}/{account_id}", tags=["private"], responses=PRIVATE_PROBLEMS)
     async def get_holding(
         code: str, account_id: str, acct: registry.Account = Depends(caller)
     ) -> dict[str, Any]:
@@ -605,16 +532,16 @@ def create_app(
             raise ApiProblem(400, "BAD_REQUEST", f"state key longer than {MAX_STATE_KEY} bytes")
         what = f"holding {code!r}/{account_id!r}"
         state = backend.head()
-        read = _read_at(state, key)
+        read = read_at(state, key)
         if read.value is None:
             raise unknown(acct, what)
         holding = codec.decode_struct(securities.Holding, read.value)
         access = securities_account_access(read_context(state), acct, holding.account_id)
         if access is None:
             raise forbidden(what)
-        return {**_proven(read), "access": access, "record": jsonable(holding)}
+        return {**proven(read), "access": access, "record": jsonable(holding)}
 
-    @app.get("/v1/wallets/{wallet_id}", tags=["private"], responses=_PRIVATE_PROBLEMS)
+    @app.get("/v1/wallets/{wallet_id}", tags=["private"], responses=PRIVATE_PROBLEMS)
     async def get_wallet(
         wallet_id: str, acct: registry.Account = Depends(caller)
     ) -> dict[str, Any]:
@@ -628,14 +555,14 @@ def create_app(
             raise ApiProblem(400, "BAD_REQUEST", f"state key longer than {MAX_STATE_KEY} bytes")
         what = f"wallet {wallet_id!r}"
         state = backend.head()
-        read = _read_at(state, key)
+        read = read_at(state, key)
         if read.value is None:
             raise unknown(acct, what)
         wallet = codec.decode_struct(ecny.Wallet, read.value)
         access = wallet_access(read_context(state), acct, wallet)
         if access is None:
             raise forbidden(what)
-        return {**_proven(read, with_value=False), "access": access, "record": jsonable(wallet)}
+        return {**proven(read, with_value=False), "access": access, "record": jsonable(wallet)}
 
     @app.get("/v1/anchors/{chain_id}", tags=["records"])
     async def get_anchor(chain_id: str) -> dict[str, Any]:
@@ -645,7 +572,7 @@ def create_app(
 
     # -- private reads (signed requests, role-based) ---------------------------------------------
 
-    @app.get("/v1/investors/{investor_id}", tags=["private"], responses=_PRIVATE_PROBLEMS)
+    @app.get("/v1/investors/{investor_id}", tags=["private"], responses=PRIVATE_PROBLEMS)
     async def get_investor(
         investor_id: str, acct: registry.Account = Depends(caller)
     ) -> dict[str, Any]:
@@ -670,7 +597,7 @@ def create_app(
         if access is None:
             raise forbidden(what)
         return {
-            **_proven(_read_at(state, investors.investor_key(investor_id)), with_value=False),
+            **proven(read_at(state, investors.investor_key(investor_id)), with_value=False),
             "access": access,
             "record": jsonable(inv),
             "accounts": [
@@ -679,7 +606,7 @@ def create_app(
             ],
         }
 
-    @app.get("/v1/wallets/{wallet_id}/private", tags=["private"], responses=_PRIVATE_PROBLEMS)
+    @app.get("/v1/wallets/{wallet_id}/private", tags=["private"], responses=PRIVATE_PROBLEMS)
     async def get_wallet_private(
         wallet_id: str, acct: registry.Account = Depends(caller)
     ) -> dict[str, Any]:
@@ -704,7 +631,7 @@ def create_app(
             raise forbidden(what)
         limits = ecny.wallet_limits(ctx, wallet)
         return {
-            **_proven(_read_at(state, ecny.wallet_key(wallet_id)), with_value=False),
+            **proven(read_at(state, ecny.wallet_key(wallet_id)), with_value=False),
             "access": access,
             "record": jsonable(wallet),
             "limits": jsonable(limits),
@@ -713,7 +640,7 @@ def create_app(
         }
 
     app.include_router(records_router(backend, caller))  # funds, policies, /v1/me
-    app.include_router(evidence_router(backend, caller, settings))  # evidence bundles
+    app.include_router(evidence_router(backend, caller, settings, fetch=evidence_fetch))
     app.include_router(supervision_router(backend, settings, caller))  # dashboard data
 
     # -- submission ----------------------------------------------------------------------------
@@ -724,7 +651,7 @@ def create_app(
 
         200: committed (``ok`` tells whether it succeeded, ``code`` why not); 202: admitted, not
         yet committed; 4xx problem: refused at admission (nothing changed)."""
-        raw = _hex(req.tx, "tx", max_bytes=settings.max_body_bytes)
+        raw = hex_arg(req.tx, "tx", max_bytes=settings.max_body_bytes)
         reply = (await backend.submit([raw], req.wait))[0]
         out = jsonable(reply)
         if "height" in reply:
@@ -757,4 +684,6 @@ def create_app(
     return app
 
 
-__all__ = ["ApiProblem", "ApiSettings", "Guard", "create_app", "jsonable", "problem"]
+# ApiProblem, Problem and jsonable live in ``consortia.api.reads``; named here too for callers
+# of the application module.
+__all__ = ["ApiProblem", "ApiSettings", "Guard", "Problem", "create_app", "jsonable", "problem"]

@@ -50,6 +50,7 @@ from consortia.api.private import (
     tx_access,
     wallet_id_access,
 )
+from consortia.api.reads import MAX_HASH_BYTES, PRIVATE_PROBLEMS, ApiProblem, Problem, hex_arg
 from consortia.evidence.bundle import (
     ECNY_ASSET,
     FORMAT,
@@ -103,8 +104,8 @@ async def http_fetch(url: str) -> tuple[int, bytes]:
         return resp.status_code, resp.content[: MAX_ANCHOR_BYTES + 1]
 
 
-def _problem(status: int, code: str, detail: str) -> api_app.ApiProblem:
-    return api_app.ApiProblem(status, code, detail)
+def _problem(status: int, code: str, detail: str) -> ApiProblem:
+    return ApiProblem(status, code, detail)
 
 
 def evidence_router(
@@ -119,11 +120,11 @@ def evidence_router(
     router = APIRouter()
     slots = asyncio.Semaphore(MAX_EXPORTS)
     documented: dict[int | str, dict[str, Any]] = {
-        **api_app._PRIVATE_PROBLEMS,
-        409: {"model": api_app.Problem, "description": "NOT_ANCHORED (problem details)"},
-        502: {"model": api_app.Problem, "description": "BAD_EVIDENCE (problem details)"},
+        **PRIVATE_PROBLEMS,
+        409: {"model": Problem, "description": "NOT_ANCHORED (problem details)"},
+        502: {"model": Problem, "description": "BAD_EVIDENCE (problem details)"},
         503: {
-            "model": api_app.Problem,
+            "model": Problem,
             "description": "EVIDENCE_UNAVAILABLE, EVIDENCE_BUSY (problem details)",
         },
     }
@@ -158,7 +159,12 @@ def evidence_router(
 
     # -- the anchor half (supervision node) ------------------------------------------------------
 
-    @router.get("/v1/evidence/anchor/{chain_id}/{height}", tags=["evidence"], responses=documented)
+    # Anchors are public chain data: the anchor half needs no login.
+    public: dict[int | str, dict[str, Any]] = {
+        k: v for k, v in documented.items() if k not in (401, 403)
+    }
+
+    @router.get("/v1/evidence/anchor/{chain_id}/{height}", tags=["evidence"], responses=public)
     async def get_anchor_half(
         chain_id: str = PathParam(max_length=MAX_CHAIN_ID),
         height: int = PathParam(ge=1, le=MAX_HEIGHT),
@@ -249,10 +255,10 @@ def evidence_router(
             raise _problem(502, "BAD_EVIDENCE", f"the bundle does not verify: {exc}") from None
         return Response(bundle_to_json(bundle), media_type="application/json")
 
-    def forbidden(what: str) -> api_app.ApiProblem:
+    def forbidden(what: str) -> ApiProblem:
         return _problem(403, "FORBIDDEN", f"this account may not read {what}")
 
-    def unknown(acct: registry.Account, what: str) -> api_app.ApiProblem:
+    def unknown(acct: registry.Account, what: str) -> ApiProblem:
         return _problem(404, "NOT_FOUND", f"no {what}") if is_regulator(acct) else forbidden(what)
 
     def business_chain(genesis: Genesis) -> ExportChain:
@@ -279,7 +285,7 @@ def evidence_router(
         """The evidence bundle of a committed transaction and its receipt, anchored on the
         supervision chain and verified by this node. Signed request required; allowed as for
         ``/v1/tx/{hash}`` (the sender, an account of its organization, the regulator)."""
-        h = api_app._hex(tx_hash, "transaction hash", max_bytes=api_app.MAX_HASH_BYTES)
+        h = hex_arg(tx_hash, "transaction hash", max_bytes=MAX_HASH_BYTES)
         genesis = genesis_or_404("business")
         what = f"committed transaction {h.hex()}"
         found = backend.find_tx(h)

@@ -28,7 +28,6 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 
 from consortia import codec
-from consortia.api import app as api_app
 from consortia.api.backend import ApiBackend
 from consortia.api.private import (
     investor_id_access,
@@ -37,6 +36,7 @@ from consortia.api.private import (
     securities_account_access,
     wallet_access,
 )
+from consortia.api.reads import PRIVATE_PROBLEMS, ApiProblem, jsonable, proven, read_at
 from consortia.execution.context import TxContext
 from consortia.execution.state import ChainState
 from consortia.modules import ecny, funds, insurance, investors, registry, securities
@@ -215,7 +215,7 @@ def policy_access(ctx: TxContext, acct: registry.Account, policy: insurance.Poli
 
 def _id(value: str, what: str) -> str:
     if len(value.encode()) > MAX_ID_BYTES:
-        raise api_app.ApiProblem(400, "BAD_REQUEST", f"{what} longer than {MAX_ID_BYTES} bytes")
+        raise ApiProblem(400, "BAD_REQUEST", f"{what} longer than {MAX_ID_BYTES} bytes")
     return value
 
 
@@ -225,8 +225,8 @@ def _capped(items: list[Any], cap: int = ME_MAX_ITEMS) -> tuple[list[Any], bool]
 
 def _wallet_view(ctx: TxContext, w: ecny.Wallet) -> dict[str, Any]:
     return {
-        "record": api_app.jsonable(w),
-        "limits": api_app.jsonable(ecny.wallet_limits(ctx, w)),
+        "record": jsonable(w),
+        "limits": jsonable(ecny.wallet_limits(ctx, w)),
         "day": w.day,
         "day_spent": w.day_spent,
     }
@@ -235,7 +235,7 @@ def _wallet_view(ctx: TxContext, w: ecny.Wallet) -> dict[str, Any]:
 def _position_view(p: funds.Position) -> dict[str, Any]:
     units = p.units()
     return {
-        "record": api_app.jsonable(p),
+        "record": jsonable(p),
         "units": units,
         "reserved": p.reserved,
         "available": units - p.reserved,
@@ -244,14 +244,14 @@ def _position_view(p: funds.Position) -> dict[str, Any]:
 
 def _org_view(ctx: TxContext, org_id: str) -> dict[str, Any] | None:
     org = ctx.get_record(registry.org_key(org_id), registry.Organization) if org_id else None
-    return None if org is None else api_app.jsonable(org)
+    return None if org is None else jsonable(org)
 
 
 def _account_view(index: _Index, sa: investors.SecuritiesAccount) -> dict[str, Any]:
     holdings, cut = _capped(index.holdings_by_account.get(sa.account_id, []))
     return {
-        "account": api_app.jsonable(sa),
-        "holdings": api_app.jsonable(holdings),
+        "account": jsonable(sa),
+        "holdings": jsonable(holdings),
         "holdings_truncated": cut,
     }
 
@@ -275,11 +275,11 @@ def _investor_view(ctx: TxContext, index: _Index, inv: investors.Investor) -> di
     )
     shown_policies, truncated["policies"] = _capped(owned)
     return {
-        "record": api_app.jsonable(inv),
+        "record": jsonable(inv),
         "accounts": [_account_view(index, sa) for sa in shown_accounts],
         "fund_positions": [_position_view(p) for p in shown_positions],
-        "fund_orders": api_app.jsonable(shown_orders),
-        "policies": api_app.jsonable(shown_policies),
+        "fund_orders": jsonable(shown_orders),
+        "policies": jsonable(shown_policies),
         "truncated": truncated,
     }
 
@@ -320,7 +320,7 @@ def _cursor(kind: str, item_id: str) -> str:
 def _after(cursor: str) -> tuple[int, str]:
     kind, sep, item_id = cursor.partition(":")
     if not sep or kind not in CUSTOMER_KINDS:
-        raise api_app.ApiProblem(
+        raise ApiProblem(
             400,
             "BAD_REQUEST",
             f"after must be KIND:ID with KIND one of {', '.join(CUSTOMER_KINDS)}",
@@ -337,14 +337,14 @@ def records_router(backend: ApiBackend, caller: Caller) -> APIRouter:
     signed-request dependency (the registry account, or a 401 problem)."""
     router = APIRouter()
     index = RecordsIndex()
-    private = api_app._PRIVATE_PROBLEMS
+    private = PRIVATE_PROBLEMS
 
-    def forbidden(what: str) -> api_app.ApiProblem:
-        return api_app.ApiProblem(403, "FORBIDDEN", f"this account may not read {what}")
+    def forbidden(what: str) -> ApiProblem:
+        return ApiProblem(403, "FORBIDDEN", f"this account may not read {what}")
 
-    def unknown(acct: registry.Account, what: str) -> api_app.ApiProblem:
+    def unknown(acct: registry.Account, what: str) -> ApiProblem:
         if is_regulator(acct):
-            return api_app.ApiProblem(404, "NOT_FOUND", f"no {what}")
+            return ApiProblem(404, "NOT_FOUND", f"no {what}")
         return forbidden(what)
 
     def private_record(
@@ -355,16 +355,14 @@ def records_router(backend: ApiBackend, caller: Caller) -> APIRouter:
         acct: registry.Account,
         rule: Callable[[TxContext, Any], str | None],
     ) -> tuple[dict[str, Any], Any]:
-        read = api_app._read_at(state, key)
+        read = read_at(state, key)
         if read.value is None:
             raise unknown(acct, what)
         record = codec.decode_struct(cls, read.value)
         access = rule(read_context(state), record)
         if access is None:
             raise forbidden(what)
-        return {**api_app._proven(read), "access": access, "record": api_app.jsonable(record)}, (
-            record
-        )
+        return {**proven(read), "access": access, "record": jsonable(record)}, (record)
 
     @router.get("/v1/funds/{code}", tags=["records"])
     async def get_fund(
@@ -374,18 +372,18 @@ def records_router(backend: ApiBackend, caller: Caller) -> APIRouter:
         security record, and its ``navs`` most recent published NAVs, newest first."""
         _id(code, "fund code")
         state = backend.head()
-        read = api_app._read_at(state, funds.fund_key(code))
+        read = read_at(state, funds.fund_key(code))
         if read.value is None:
-            raise api_app.ApiProblem(404, "NOT_FOUND", f"no fund {code!r}")
+            raise ApiProblem(404, "NOT_FOUND", f"no fund {code!r}")
         fund = codec.decode_struct(funds.Fund, read.value)
         raw_sec = state.tree.get(securities.security_key(code))
         security = None if raw_sec is None else codec.decode_struct(securities.Security, raw_sec)
         published = index.current(state).navs.get(code, [])
         return {
-            **api_app._proven(read),
-            "record": api_app.jsonable(fund),
-            "security": api_app.jsonable(security),
-            "navs": api_app.jsonable(published[:navs]),
+            **proven(read),
+            "record": jsonable(fund),
+            "security": jsonable(security),
+            "navs": jsonable(published[:navs]),
             "navs_total": len(published),
         }
 
@@ -438,11 +436,11 @@ def records_router(backend: ApiBackend, caller: Caller) -> APIRouter:
     async def get_product(product_id: str) -> dict[str, Any]:
         """An insurance product (insurer, premium, term, coverage, cooling-off), with its proof."""
         _id(product_id, "product id")
-        read = api_app._read_at(backend.head(), insurance.product_key(product_id))
+        read = read_at(backend.head(), insurance.product_key(product_id))
         if read.value is None:
-            raise api_app.ApiProblem(404, "NOT_FOUND", f"no insurance product {product_id!r}")
+            raise ApiProblem(404, "NOT_FOUND", f"no insurance product {product_id!r}")
         product = codec.decode_struct(insurance.Product, read.value)
-        return {**api_app._proven(read), "record": api_app.jsonable(product)}
+        return {**proven(read), "record": jsonable(product)}
 
     @router.get("/v1/policies/{policy_id}", tags=["private"], responses=private)
     async def get_policy(
@@ -519,7 +517,7 @@ def records_router(backend: ApiBackend, caller: Caller) -> APIRouter:
             more = len(customers) > limit
             out["customers"] = {
                 "items": [
-                    {"kind": kind, "id": item_id, "record": api_app.jsonable(record)}
+                    {"kind": kind, "id": item_id, "record": jsonable(record)}
                     for kind, item_id, record in page
                 ],
                 "next": _cursor(page[-1][0], page[-1][1]) if more and page else None,

@@ -55,6 +55,7 @@ from consortia.api.auth import (
 )
 from consortia.api.backend import ApiBackend, CommittedBlock
 from consortia.api.private import load_account, read_context, tx_access
+from consortia.api.reads import ApiProblem, Problem, jsonable
 from consortia.execution.context import TxContext
 from consortia.ledger.types import TxStatus
 from consortia.modules import registry
@@ -96,9 +97,7 @@ def block_event(
             if modules is None:
                 txs.append(public)
             continue
-        events: list[dict[str, Any]] = (
-            [] if receipt is None else api_app.jsonable(list(receipt.events))
-        )
+        events: list[dict[str, Any]] = [] if receipt is None else jsonable(list(receipt.events))
         if modules is not None:
             if tx.module not in modules and not any(e["module"] in modules for e in events):
                 continue
@@ -176,7 +175,7 @@ def _parse_modules(text: str | None, limit: int) -> frozenset[str] | None:
         return None
     names = frozenset(n.strip() for n in text.split(",") if n.strip())
     if not names or len(names) > limit or not all(_MODULE_NAME.match(n) for n in names):
-        raise api_app.ApiProblem(
+        raise ApiProblem(
             400, "BAD_REQUEST", f"modules must be 1..{limit} comma-separated module names"
         )
     return names
@@ -216,7 +215,7 @@ def stream_router(backend: ApiBackend, settings: StreamSettings | None = None) -
         response_class=StreamingResponse,
         responses={
             200: {"content": {SSE_MEDIA_TYPE: {}}, "description": "Server-Sent Events"},
-            503: {"model": api_app.Problem, "description": "TOO_MANY_STREAMS (problem details)"},
+            503: {"model": Problem, "description": "TOO_MANY_STREAMS (problem details)"},
         },
     )
     async def stream(
@@ -240,7 +239,7 @@ def stream_router(backend: ApiBackend, settings: StreamSettings | None = None) -
             if last_id.isdigit() and len(last_id) < 20:
                 start = int(last_id) + 1
         if head - start + 1 > config.max_backlog:
-            raise api_app.ApiProblem(
+            raise ApiProblem(
                 400,
                 "BACKLOG_TOO_LARGE",
                 f"a stream replays at most {config.max_backlog} blocks; the head is {head}",

@@ -40,6 +40,7 @@ from consortia import codec
 from consortia.api import app as api_app
 from consortia.api.backend import ApiBackend
 from consortia.api.private import is_regulator
+from consortia.api.reads import PRIVATE_PROBLEMS
 from consortia.execution.state import ChainState
 from consortia.lookthrough.index import LookthroughError, LookthroughIndex
 from consortia.lookthrough.surveillance import RULES
@@ -67,7 +68,6 @@ AFTER = "`next_after` of the previous page."
 # Supervision records are followed block by block from the receipts; past this many new blocks
 # one pass over the state is cheaper than reading their receipts.
 MAX_CATCH_UP = 256
-_CHAIN_PREFIX = anchoring.chain_key("")
 _ORDER_PREFIX = orders.order_key("")
 
 
@@ -102,8 +102,9 @@ def _scan(state: ChainState) -> _Ids:
     chains: set[str] = set()
     order_ids: set[str] = set()
     for key, _ in state.tree.items():
-        if key.startswith(_CHAIN_PREFIX):
-            chains.add(key[len(_CHAIN_PREFIX) :].decode())
+        chain_id = anchoring.chain_id_of_key(key)
+        if chain_id is not None:
+            chains.add(chain_id)
         elif key.startswith(_ORDER_PREFIX):
             order_ids.add(key[len(_ORDER_PREFIX) :].decode())
     return _Ids(state.height, frozenset(chains), frozenset(order_ids))
@@ -146,9 +147,9 @@ class SupervisionRecords:
     async def anchored(self, state: ChainState) -> dict[str, anchoring.AnchoredChain]:
         out = {}
         for chain_id in sorted((await self.ids(state)).chains):
-            raw = state.tree.get(anchoring.chain_key(chain_id))
-            if raw is not None:
-                out[chain_id] = codec.decode_struct(anchoring.AnchoredChain, raw)
+            chain = anchoring.read_chain(state.tree, chain_id)
+            if chain is not None:
+                out[chain_id] = chain
         return out
 
     async def orders(self, state: ChainState) -> list[orders.Order]:
@@ -228,8 +229,12 @@ def supervision_router(
     records = SupervisionRecords(backend)
     activity_rows = ActivityCache(backend)
     private: dict[int | str, dict[str, Any]] = {
-        401: {"model": api_app.Problem, "description": "Unsigned or badly signed request"},
-        403: {"model": api_app.Problem, "description": "FORBIDDEN: not the regulator"},
+        401: PRIVATE_PROBLEMS[401],
+        403: {
+            "model": api_app.Problem,
+            "description": "FORBIDDEN: not the regulator; SESSION_READ_ONLY: a session was sent "
+            "with a method other than GET (problem details)",
+        },
         503: {
             "model": api_app.Problem,
             "description": "LOOKTHROUGH_UNAVAILABLE: this node has no look-through index",

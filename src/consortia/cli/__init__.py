@@ -44,6 +44,7 @@ from consortia.node.topology import (
     configure_lookthrough,
     init_two_tier,
     is_two_tier,
+    relay_metrics_url,
     spawn_follower,
     spawn_relay,
     wait_until_serving,
@@ -262,11 +263,13 @@ def up(
 @app.command()
 def status(home: Path = HomeOption) -> None:
     """Print, as JSON, each node's height, last block hash, connected peers and API URL (for a
-    --two-tier home: per chain)."""
+    --two-tier home: per chain, and under "relayers" each relayer's metrics URL)."""
     if is_two_tier(home):
         topology = Topology.load(home)
         chains = (topology.supervision, *topology.business)
-        out = {name: network_status(topology.chain_home(name)) for name in chains}
+        out: dict[str, Any] = {name: network_status(topology.chain_home(name)) for name in chains}
+        relayers = {b: {"metrics": relay_metrics_url(topology, b)} for b in topology.business}
+        out["relayers"] = relayers
         console.print_json(json.dumps(out))
         return
     console.print_json(json.dumps(network_status(home)))

@@ -1,7 +1,8 @@
 """``consortia relay``: relay between a business chain and the supervision chain.
 
     consortia relay --business NODE_HOME --supervision NODE_HOME \
-        --business-key KEYFILE --supervision-key KEYFILE [--once] [--interval-ms N]
+        --business-key KEYFILE --supervision-key KEYFILE [--once] [--interval-ms N] \
+        [--metrics-port PORT [--metrics-host HOST]]
 
 Each round follows the supervision chain on the business chain, carries the orders addressed to
 the business chain down with their proofs, and anchors every committed business header on the
@@ -12,6 +13,11 @@ relayer accounts' (role ``relayer``) on each chain; their password comes from
 CONSORTIA_KEY_PASSWORD. Exit codes: 0 (stopped with Ctrl-C / SIGTERM, or ``--once`` without
 errors), 1 (``--once`` and the round reported errors), 2 (bad input: unreadable key or node
 home). Errors are one line, never a traceback.
+
+``--metrics-port`` serves Prometheus metrics at ``http://HOST:PORT/metrics`` while it runs
+(``consortia.node.metrics.RelayMetrics``: rounds, errors, headers anchored, reports filed,
+orders applied, and the anchoring lag in blocks and seconds per business chain); 0 (the
+default): no server. A port that cannot be bound is a warning on stderr: the relayer relays on.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from consortia.crypto import CryptoError, KeyPair, decrypt_key_file
 from consortia.execution.genesis import GenesisError
 from consortia.node.home import key_password
 from consortia.node.local import NodeError
+from consortia.node.metrics import MetricsServer, RelayMetrics
 from consortia.node.relay import NodeEndpoint, Relayer, RoundReport
 
 EXIT_ERRORS = 1
@@ -121,6 +128,18 @@ def relay(
         str | None,
         typer.Option("--log-level", help="DEBUG, INFO (a line per round), WARNING or ERROR."),
     ] = None,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65_535,
+            help="Serve Prometheus metrics at http://HOST:PORT/metrics; 0: no server.",
+        ),
+    ] = 0,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="Address the metrics server listens on.")
+    ] = "127.0.0.1",
 ) -> None:
     """Anchor business headers on the supervision chain and carry orders down (one JSON line of
     metrics per round on stdout). When a chain is behind, a progress bar on a terminal shows the
@@ -140,6 +159,17 @@ def relay(
         _load_key(business_key, "--business-key"),
         _load_key(supervision_key, "--supervision-key"),
     )
+    metrics = RelayMetrics()
+    server = None
+    if metrics_port:
+        try:
+            server = MetricsServer(metrics, metrics_host, metrics_port)
+        except OSError as exc:  # as a node whose API port is taken: relaying matters more
+            typer.echo(
+                f"warning: --metrics-port: cannot listen on {metrics_host}:{metrics_port}"
+                f" ({exc.strerror or exc}); relaying without a metrics server",
+                err=True,
+            )
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -156,8 +186,10 @@ def relay(
                     report = relayer.run_round()
                 except Exception as exc:  # a bug must not end a long-running relayer with a trace
                     typer.echo(f"error: relay round failed: {type(exc).__name__}: {exc}", err=True)
+                    metrics.record_failure()
                     failed = True
                 else:
+                    metrics.record(report)
                     _print(report)
                     bars.step("anchoring", report.anchored_height, report.business_height)
                     bars.step("following", report.followed_height, report.supervision_height)
@@ -169,5 +201,7 @@ def relay(
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if server is not None:
+            server.close()
     if once and failed:
         raise typer.Exit(EXIT_ERRORS)

@@ -321,11 +321,17 @@ def bundle_to_obj(b: EvidenceBundle) -> dict[str, Any]:
         "business": _chain_json(b.business),
         "transaction": tx,
         "state": state,
-        "anchor": {
-            "anchor_proof": _state_proof_json(b.anchor.anchor_proof),
-            "registration_proof": _state_proof_json(b.anchor.registration_proof),
-            "supervision": _chain_json(b.anchor.supervision),
-        },
+        "anchor": anchor_to_obj(b.anchor),
+    }
+
+
+def anchor_to_obj(anchor: AnchorEvidence) -> dict[str, Any]:
+    """The anchor half as JSON data: exactly the ``anchor`` member of the bundle file (a
+    business node fetches it from a supervision node's API in this form)."""
+    return {
+        "anchor_proof": _state_proof_json(anchor.anchor_proof),
+        "registration_proof": _state_proof_json(anchor.registration_proof),
+        "supervision": _chain_json(anchor.supervision),
     }
 
 
@@ -567,17 +573,24 @@ def parse_bundle(data: str | bytes) -> EvidenceBundle:
             _str(s["account"], "bundle.state.account"),
             _state_proof(s["proof"], "bundle.state.proof"),
         )
-    a = _fields(d["anchor"], "bundle.anchor", {"anchor_proof", "registration_proof", "supervision"})
     return EvidenceBundle(
         kind=kind,
         business=business,
         transaction=tx,
         state=state,
-        anchor=AnchorEvidence(
-            _state_proof(a["anchor_proof"], "bundle.anchor.anchor_proof"),
-            _state_proof(a["registration_proof"], "bundle.anchor.registration_proof"),
-            _chain(a["supervision"], "bundle.anchor.supervision"),
-        ),
+        anchor=anchor_from_obj(d["anchor"], "bundle.anchor"),
+    )
+
+
+def anchor_from_obj(obj: Any, path: str = "anchor") -> AnchorEvidence:
+    """Parse ``anchor_to_obj`` data strictly (``BundleFormatError`` naming the bad field under
+    ``path``). Parsing checks the form only; ``verify_bundle`` on a completed bundle checks the
+    proofs."""
+    a = _fields(obj, path, {"anchor_proof", "registration_proof", "supervision"})
+    return AnchorEvidence(
+        _state_proof(a["anchor_proof"], f"{path}.anchor_proof"),
+        _state_proof(a["registration_proof"], f"{path}.registration_proof"),
+        _chain(a["supervision"], f"{path}.supervision"),
     )
 
 
@@ -922,6 +935,8 @@ __all__ = [
     "TxSubject",
     "ValidatorHistoryError",
     "Verifier",
+    "anchor_from_obj",
+    "anchor_to_obj",
     "bundle_to_json",
     "bundle_to_obj",
     "cst_time",

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from consortia import codec
 from consortia.crypto import Suite, get_suite
@@ -43,11 +43,8 @@ from consortia.evidence.bundle import (
     InclusionProof,
     StateSubject,
     TxSubject,
-    _chain,
-    _chain_json,
-    _fields,
-    _state_proof,
-    _state_proof_json,
+    anchor_from_obj,
+    anchor_to_obj,
     state_key_of,
 )
 from consortia.execution.apply import apply_block
@@ -337,26 +334,6 @@ def anchor_evidence(
         anchor_proof=tree.prove(akey),
         registration_proof=tree.prove(anchoring.chain_key(chain_id)),
         supervision=sup.chain_proof(sup.head),
-    )
-
-
-def anchor_to_obj(anchor: AnchorEvidence) -> dict[str, Any]:
-    """The anchor half as JSON data: exactly the ``anchor`` member of the bundle file."""
-    return {
-        "anchor_proof": _state_proof_json(anchor.anchor_proof),
-        "registration_proof": _state_proof_json(anchor.registration_proof),
-        "supervision": _chain_json(anchor.supervision),
-    }
-
-
-def anchor_from_obj(obj: Any) -> AnchorEvidence:
-    """Parse ``anchor_to_obj`` data strictly (``BundleFormatError`` naming the bad field).
-    Parsing checks the form only; ``verify_bundle`` on the completed bundle checks the proofs."""
-    a = _fields(obj, "anchor", {"anchor_proof", "registration_proof", "supervision"})
-    return AnchorEvidence(
-        _state_proof(a["anchor_proof"], "anchor.anchor_proof"),
-        _state_proof(a["registration_proof"], "anchor.registration_proof"),
-        _chain(a["supervision"], "anchor.supervision"),
     )
 
 

@@ -36,14 +36,17 @@ State keys:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from consortia import codec
 from consortia.crypto import SUITES, CryptoError, get_suite
 from consortia.execution.context import TxContext
 from consortia.execution.errors import TxFailure
 from consortia.execution.module import Method, Module
 from consortia.ledger import light
-from consortia.ledger.types import ValidatorSet
+from consortia.ledger.state_tree import StateTree
+from consortia.ledger.types import Event, ValidatorSet
 from consortia.modules.registry import Account, require_account, require_role
 from consortia.modules.registry import InvalidFieldError as InvalidArgumentError
 
@@ -88,8 +91,18 @@ class Anchor:
     anchored_height: int  # the supervision height whose block anchored it
 
 
+CHAIN_PREFIX = b"anchoring/chain/"
+
+
 def chain_key(chain_id: str) -> bytes:
-    return b"anchoring/chain/" + chain_id.encode()
+    return CHAIN_PREFIX + chain_id.encode()
+
+
+def chain_id_of_key(key: bytes) -> str | None:
+    """The chain id an ``anchoring/chain/<id>`` state key names; None for any other key."""
+    if not key.startswith(CHAIN_PREFIX):
+        return None
+    return key[len(CHAIN_PREFIX) :].decode()
 
 
 def anchor_key(chain_id: str, height: int) -> bytes:
@@ -172,6 +185,29 @@ def load_anchor(ctx: TxContext, chain_id: str, height: int) -> Anchor | None:
     if not 0 < height < 1 << 64:
         return None
     return ctx.get_record(anchor_key(chain_id, height), Anchor)
+
+
+def read_chain(tree: StateTree, chain_id: str) -> AnchoredChain | None:
+    """A registered chain's record in a state tree (None: not registered)."""
+    raw = tree.get(chain_key(chain_id))
+    return None if raw is None else codec.decode_struct(AnchoredChain, raw)
+
+
+def registered_chains(tree: StateTree) -> frozenset[str]:
+    """Every registered chain id: one pass over the whole tree (it has no prefix index, so
+    callers keep the result and follow ``chains_changed_by`` from then on)."""
+    found = (chain_id_of_key(key) for key, _ in tree.items())
+    return frozenset(c for c in found if c is not None)
+
+
+def chains_changed_by(events: Iterable[Event]) -> frozenset[str]:
+    """The chains whose ``AnchoredChain`` record these (committed) events say was written:
+    registered (``chain_registered``) or advanced (``anchored``)."""
+    return frozenset(
+        str(ev.attributes["chain_id"])
+        for ev in events
+        if ev.module == NAME and ev.kind in ("chain_registered", "anchored")
+    )
 
 
 def _trusted(chain: AnchoredChain) -> light.TrustedHead:

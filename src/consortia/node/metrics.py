@@ -9,18 +9,37 @@ what the client port's ``metrics`` request returns). Three kinds, each optionall
 - :class:`Histogram` — fixed upper bounds; renders cumulative ``_bucket{le="..."}`` series
   (ending with ``le="+Inf"``), ``_sum`` and ``_count``.
 
-Everything runs on the node's single asyncio loop, so no locks are taken; the operations are
+In a node everything runs on its single asyncio loop, so no locks are taken; the operations are
 plain dictionary updates and safe to call from any coroutine or callback of that loop.
+
+Also here: ``AnchoringGauges`` (a supervision node's anchored height and anchor age per
+business chain), ``RelayMetrics`` (what ``consortia relay --metrics-port`` serves; locked, as
+the relay loop and the HTTP threads share it) and ``MetricsServer`` (a stdlib HTTP server for
+``GET /metrics`` in a daemon thread, for processes without the REST API).
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import re
+import threading
 from abc import ABC, abstractmethod
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from consortia.execution.state import ChainState
+from consortia.ledger.types import Receipt
+from consortia.modules import anchoring, modules_of_chain
+
+if TYPE_CHECKING:  # the relayer imports the node client; a node need not load it
+    from consortia.node.relay import RoundReport
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -294,3 +313,202 @@ class NodeMetrics(Registry):
             "Seconds from starting a height to committing its block (consensus commits only).",
             buckets=COMMIT_LATENCY_BUCKETS,
         )
+        # Supervision nodes only (no series elsewhere): see ``AnchoringGauges``.
+        self.anchored_height = self.gauge(
+            "consortia_anchored_height",
+            "Supervision chain: the last anchored header height of each registered business chain.",
+            ("chain",),
+        )
+        self.anchor_age = self.gauge(
+            "consortia_anchor_age_seconds",
+            "Supervision chain: this node's last block time minus the time of the last anchored"
+            " header of each business chain (block time; its genesis time before any anchor).",
+            ("chain",),
+        )
+
+
+class AnchoringGauges:
+    """Keeps ``consortia_anchored_height`` and ``consortia_anchor_age_seconds`` of a node.
+
+    Only on a chain that runs the ``anchoring`` module (the supervision tier, fixed at
+    genesis); elsewhere ``start`` and ``on_commit`` do nothing. ``start`` finds the registered
+    chains with one pass over the state (the tree has no prefix index); from then on a chain's
+    record is re-read only when a committed block's events say it was written
+    (``anchoring.chains_changed_by``), so a commit costs one gauge update per registered chain.
+    Both values come from committed state alone (no clock): the age is the node's last block
+    time minus the anchored header's time, never below 0 (the chains' clocks may disagree).
+    """
+
+    def __init__(self, metrics: NodeMetrics) -> None:
+        self.metrics = metrics
+        self.active = False
+        self.chains: dict[str, anchoring.AnchoredChain] = {}
+
+    def start(self, state: ChainState) -> None:
+        self.active = anchoring.NAME in modules_of_chain(state.tree.get)
+        if not self.active:
+            return
+        self._read(state, anchoring.registered_chains(state.tree))
+        self._publish(state)
+
+    def on_commit(self, state: ChainState, receipts: Sequence[Receipt]) -> None:
+        if not self.active:
+            return
+        self._read(state, anchoring.chains_changed_by(ev for r in receipts for ev in r.events))
+        self._publish(state)
+
+    def _read(self, state: ChainState, chain_ids: frozenset[str]) -> None:
+        for chain_id in chain_ids:
+            chain = anchoring.read_chain(state.tree, chain_id)
+            if chain is not None:
+                self.chains[chain_id] = chain
+
+    def _publish(self, state: ChainState) -> None:
+        for chain_id, chain in self.chains.items():
+            self.metrics.anchored_height.set(chain.height, chain=chain_id)
+            age_ms = max(0, state.last_time_ms - chain.time_ms)
+            self.metrics.anchor_age.set(age_ms / 1000, chain=chain_id)
+
+
+class RelayMetrics(Registry):
+    """What ``consortia relay --metrics-port`` serves: counters over the relayer's rounds and
+    the anchoring lag of its last round (``record`` after each one).
+
+    The lag gauges are NaN while not measurable: a node did not answer that round, or (for
+    seconds) nothing of the chain is anchored yet. Rendered from the HTTP server's threads
+    while the relay loop records, so both hold a lock.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self.rounds = self.counter("consortia_relay_rounds_total", "Relay rounds run.")
+        self.errors = self.counter(
+            "consortia_relay_errors_total", "Errors reported by relay rounds (a failed round: 1)."
+        )
+        self.lag_blocks = self.gauge(
+            "consortia_anchoring_lag_blocks",
+            "Business head height minus its last height anchored on the supervision chain.",
+            ("chain",),
+        )
+        self.lag_seconds = self.gauge(
+            "consortia_anchoring_lag_seconds",
+            "Business head block time minus the last anchored header's time.",
+            ("chain",),
+        )
+        self.anchored_headers = self.counter(
+            "consortia_relay_anchored_headers_total",
+            "Business headers this relayer anchored on the supervision chain.",
+        )
+        self.reports_filed = self.counter(
+            "consortia_relay_reports_filed_total", "Regulatory reports this relayer filed."
+        )
+        self.orders_applied = self.counter(
+            "consortia_relay_orders_applied_total",
+            "Supervision orders this relayer applied on the business chain.",
+        )
+
+    def record(self, report: RoundReport) -> None:
+        """Count one finished round."""
+        chain = report.business_chain
+        lag_s = report.anchor_lag_ms / 1000 if report.anchor_lag_ms >= 0 else math.nan
+        with self._lock:
+            self.rounds.inc()
+            self.errors.inc(len(report.errors))
+            self.anchored_headers.inc(report.anchored)
+            self.reports_filed.inc(report.reports_filed)
+            self.orders_applied.inc(report.orders_applied)
+            blocks = report.anchor_lag_blocks
+            self.lag_blocks.set(blocks if blocks >= 0 else math.nan, chain=chain)
+            self.lag_seconds.set(lag_s, chain=chain)
+
+    def record_failure(self) -> None:
+        """Count a round that raised instead of reporting (one error)."""
+        with self._lock:
+            self.rounds.inc()
+            self.errors.inc()
+
+    def render(self) -> str:
+        with self._lock:
+            return super().render()
+
+
+class _MetricsHandler(BaseHTTPRequestHandler):
+    """``GET`` / ``HEAD /metrics`` (any query string ignored); any other path is 404, any other
+    method 501, a malformed request 400 (``BaseHTTPRequestHandler``)."""
+
+    registry: Registry  # set on the per-server subclass
+    server_version = "consortia-metrics"
+    error_message_format = "%(code)d %(message)s\n"  # plain text, not the stdlib's HTML page
+    error_content_type = "text/plain; charset=utf-8"
+    timeout = 10.0  # a client that stalls mid-request does not hold its thread for ever
+
+    def do_GET(self) -> None:
+        self._answer(with_body=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(with_body=False)
+
+    def _answer(self, *, with_body: bool) -> None:
+        if urlsplit(self.path).path != "/metrics":
+            self._send(404, b"not found: this server only serves /metrics\n", with_body)
+            return
+        try:
+            body = self.registry.render().encode()
+        except Exception:  # a bug in a metric must not kill the server thread with a trace
+            log.exception("rendering the metrics failed")
+            self._send(500, b"rendering the metrics failed\n", with_body)
+            return
+        self._send(200, body, with_body, CONTENT_TYPE)
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        with_body: bool,
+        content_type: str = "text/plain; charset=utf-8",
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if with_body:
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("metrics http: %s %s", self.address_string(), format % args)
+
+
+class MetricsServer:
+    """Serves ``registry`` at ``http://host:port/metrics`` from a daemon thread (a thread per
+    connection), until ``close``. Port 0 picks a free port (``port`` says which). Binding
+    raises ``OSError`` (e.g. the port is taken) before any thread starts."""
+
+    def __init__(self, registry: Registry, host: str = "127.0.0.1", port: int = 0) -> None:
+        handler = type("MetricsHandler", (_MetricsHandler,), {"registry": registry})
+        self._httpd = ThreadingHTTPServer((host, port), handler)
+        self._httpd.daemon_threads = True
+        self.host = host
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="metrics-http", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/metrics"
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> MetricsServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -94,7 +94,7 @@ from consortia.net import frames, pki
 from consortia.net.transport import NetConfig, PeerAddress, PeerNetwork, Received
 from consortia.node.local import DATA_DIR, load_genesis, restore_state, store_block
 from consortia.node.mempool import Mempool, MempoolError
-from consortia.node.metrics import NodeMetrics
+from consortia.node.metrics import AnchoringGauges, NodeMetrics
 from consortia.node.network_home import TLS_DIR, VALIDATOR_KEY_FILE, NodeConfig
 from consortia.node.signer import DoubleSignError, DoubleSignGuard, Lock, SignStep
 from consortia.storage import ChainStore
@@ -193,6 +193,8 @@ class Node:
         self._height_started = time.monotonic()
         self._api_server: Any = None  # a uvicorn.Server while the REST API runs
         self.metrics = self._make_metrics()
+        self.anchoring_gauges = AnchoringGauges(self.metrics)  # supervision tier only
+        self.anchoring_gauges.start(self.state)
         self.commit_listeners: list[CommitListener] = []  # e.g. the REST API's event stream
 
     # -----------------------------------------------------------------------------------------
@@ -569,6 +571,7 @@ class Node:
         self.mempool.update(self.state, committed_hashes)
         self.metrics.committed_blocks.inc(via=via)
         self.metrics.committed_txs.inc(len(committed_hashes))
+        self.anchoring_gauges.on_commit(self.state, applied.receipts)
         if via == "consensus":
             self.metrics.commit_latency.observe(time.monotonic() - self._height_started)
         self.net.set_height(self.height)

@@ -47,27 +47,27 @@ class _Child:
     restarts: int = 0
 
 
+def node_start_argv(node_home: Path, *, log_level: str | None = None) -> list[str]:
+    """The command line that starts the node in ``node_home``. ``--log-level`` is passed only
+    when ``log_level`` is given, so that by default ``[log] level`` in config.toml decides."""
+    argv = [sys.executable, "-m", "consortia", "node", "start", "--home", str(node_home)]
+    if log_level is not None:
+        argv += ["--log-level", log_level]
+    return argv
+
+
 def spawn_node(
-    node_home: Path, *, password: str | None = None, log_level: str = "INFO"
+    node_home: Path, *, password: str | None = None, log_level: str | None = None
 ) -> subprocess.Popen[bytes]:
     """Start ``consortia node start`` for ``node_home`` as its own process, output appended to
-    ``node_home/node.log`` (the supervisor, the network demo, tests and benchmarks use this)."""
+    ``node_home/node.log`` (the supervisor, the network demo, tests and benchmarks use this).
+    ``log_level`` overrides the node's configured level; None keeps config.toml's."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if password is not None:
         env["CONSORTIA_KEY_PASSWORD"] = password
     with open(node_home / LOG_FILE, "ab") as log:  # the child keeps its own descriptor
         return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "consortia",
-                "node",
-                "start",
-                "--home",
-                str(node_home),
-                "--log-level",
-                log_level,
-            ],
+            node_start_argv(node_home, log_level=log_level),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -12,6 +12,13 @@ Layout of a two-tier home (each chain directory is a network home from ``init_ne
                              and served by the supervision nodes' APIs (``lookthrough_index``)
     DIR/lookthrough.log      the follower's output
 
+Ports. Chain k (0: the supervision chain, 1..9: the business chains) has base port
+B + k * PORTS_PER_CHAIN; its nodes' peer and client ports lie in B .. B + 999 and their API ports
+in B + API_PORT_OFFSET .. B + 1999 (``network_home``). The relayer of business chain k serves its
+Prometheus metrics on B + RELAY_METRICS_OFFSET + k (``relay_metrics_port``: B + 2001 .. B + 2009,
+above every node port of the default layout); a port some node of the topology uses (a custom
+API offset) or past 65535 gives that relayer no metrics server rather than a clash.
+
 ``bootstrap`` makes the tiers trust each other, once, through signed transactions: the regulator
 registers every business chain (its genesis hash and validator set) with the supervision chain's
 ``anchoring`` light client, and on each business chain registers the supervision chain with the
@@ -43,6 +50,7 @@ from consortia.node.local import ACCOUNTS_DIR, NodeError, load_genesis
 from consortia.node.network_home import (
     API_PORT_OFFSET,
     DEFAULT_BASE_PORT,
+    MAX_PORT,
     NodeConfig,
     init_network,
 )
@@ -54,6 +62,7 @@ SUPERVISION_DIR = "supervision"
 SUPERVISION_CHAIN_ID = "supervision"
 PORTS_PER_CHAIN = 100
 LOOKTHROUGH_FILE = "lookthrough.sqlite"  # in the supervision chain's directory
+RELAY_METRICS_OFFSET = 2 * API_PORT_OFFSET  # above the API ports of all ten chains
 
 
 @dataclass(frozen=True)
@@ -201,11 +210,30 @@ def bootstrap(topology: Topology, *, password: str | None = None) -> list[str]:
     return done
 
 
+def relay_metrics_port(topology: Topology, business: str) -> int:
+    """The metrics port of ``business``'s relayer (see the module docstring); 0: none."""
+    sup = [NodeConfig.load(h) for h in node_homes(topology.chain_home(topology.supervision))]
+    biz = [
+        NodeConfig.load(h)
+        for name in topology.business
+        for h in node_homes(topology.chain_home(name))
+    ]
+    base = min(c.p2p_port for c in sup)  # the supervision chain's first node's: B
+    port = base + RELAY_METRICS_OFFSET + 1 + topology.business.index(business)
+    taken = {p for c in (*sup, *biz) for p in (c.p2p_port, c.client_port, c.api_port)}
+    return 0 if port > MAX_PORT or port in taken else port
+
+
+def relay_metrics_url(topology: Topology, business: str) -> str | None:
+    port = relay_metrics_port(topology, business)
+    return f"http://127.0.0.1:{port}/metrics" if port else None
+
+
 def spawn_relay(
     topology: Topology, business: str, *, password: str | None = None, interval_ms: int = 300
 ) -> subprocess.Popen[bytes]:
     """Start ``consortia relay`` between ``business`` and the supervision chain, output appended
-    to ``DIR/relay-<business>.log``."""
+    to ``DIR/relay-<business>.log``, serving its metrics on ``relay_metrics_port``."""
     biz_home = topology.chain_home(business)
     sup_home = topology.chain_home(topology.supervision)
     sup_key = sup_home / ACCOUNTS_DIR / f"{supervision_relayer(business)}.key"
@@ -231,6 +259,8 @@ def spawn_relay(
                 str(sup_key),
                 "--interval-ms",
                 str(interval_ms),
+                "--metrics-port",
+                str(relay_metrics_port(topology, business)),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
