@@ -35,8 +35,11 @@ from tests.tierkit import certify_header
 from tests.twotierkit import TwoTierNet, wait_until
 
 VALIDATORS = 4  # per chain: 3 chains x (4 validators + 1 observer) + 2 relayers on 2 cores
-ANCHOR_WITHIN_S = 5.0  # "every committed business block is anchored within a few seconds"
-LAG_MS = int(ANCHOR_WITHIN_S * 1000)
+# "every committed business block is anchored within a few seconds": the block-time lag of every
+# anchor must stay under LAG_MS; the wall-clock wait is a looser liveness bound, since a loaded
+# 2-core CI machine can stall the processes (the measured lags are printed, typically about 1 s).
+LAG_MS = 5_000
+ANCHOR_WITHIN_S = 10.0
 SUP = "supervision"
 B1, B2 = "business-1", "business-2"
 
