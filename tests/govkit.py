@@ -10,10 +10,15 @@ organizations are the active members whose kind is not in ``registry.NON_VOTING_
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from consortia.execution.consortium import DEFAULT_ACCOUNTS, DEFAULT_ORGS, AccountSpec
 from consortia.execution.genesis import GenesisAccount, GenesisOrg
 from consortia.modules.registry import NON_VOTING_KINDS
+
+if TYPE_CHECKING:
+    from consortia.ledger.types import Transaction
+    from tests.chainkit import Consortium
 
 BP = 10_000
 
@@ -46,3 +51,18 @@ def approvals_needed(voting: int, threshold_bp: int | None = None) -> int:
         if threshold_bp is not None and n * BP >= voting * threshold_bp:
             return n
     raise ValueError(f"threshold {threshold_bp} bp is unreachable")
+
+
+def grant_role_by_vote(
+    c: Consortium, address: bytes, role: str, proposal_id: int
+) -> list[Transaction]:
+    """Transactions (for one block) that grant ``role`` to ``address`` by a vote of the default
+    consortium: the proposal (it must become ``proposal_id``) and the approvals that pass it.
+    For roles no single admin may grant (``registry.GOVERNANCE_ONLY_ROLES``)."""
+    names = voters()
+    need = approvals_needed(len(voting_orgs()))
+    args = {"address": address, "role": role, "reason": "granted by vote"}
+    return [
+        c.tx(names[0], "governance", "propose_appoint_role", args),
+        *(c.tx(n, "governance", "approve", {"proposal_id": proposal_id}) for n in names[1:need]),
+    ]

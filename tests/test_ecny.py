@@ -28,7 +28,7 @@ from consortia.modules.calendar import DAY_MS, cst_date, date_start_ms
 from consortia.modules.ecny import DEFAULT_LIMITS, Limits, Wallet, wallet_key
 from consortia.modules.governance import MAX_FEN
 from consortia.modules.investors import open_identity, seal_identity
-from consortia.modules.registry import ROLES
+from consortia.modules.registry import GOVERNANCE_ONLY_ROLES, ROLES
 from consortia.node.home import init_home
 from consortia.node.local import ACCOUNTS_DIR, VALIDATORS_DIR, LocalChain, load_key_dir
 from tests.chainkit import Consortium, Driver
@@ -57,7 +57,7 @@ from tests.ecnykit import (
     unload_tx,
     wallet,
 )
-from tests.govkit import voters
+from tests.govkit import grant_role_by_vote, voters
 from tests.test_investors import codes, commit_ok, register
 from tests.test_securities import HOME_ORG, world
 
@@ -803,8 +803,11 @@ def test_role_matrix() -> None:
     setup = []
     for role in sorted(ROLES - set(actors)):
         actors[role] = f"actor-{role}"
-        setup.append(register(c, actors[role], HOME_ORG[role], (role,)))
+        granted = () if role in GOVERNANCE_ONLY_ROLES else (role,)
+        setup.append(register(c, actors[role], HOME_ORG[role], granted))
     commit_ok(d, setup)
+    for n, role in enumerate(sorted(GOVERNANCE_ONLY_ROLES), start=1):
+        commit_ok(d, grant_role_by_vote(c, c.addr(actors[role]), role, n))
     commit_ok(
         d,
         [

@@ -65,10 +65,11 @@ from consortia.ledger.types import Transaction, TxStatus
 from consortia.modules import NATIVE_MODULES
 from consortia.modules.corporate_actions import date_start_ms
 from consortia.modules.governance import THRESHOLD_PARAM
-from consortia.modules.registry import ADMIN_ONLY_ROLES, ROLES
+from consortia.modules.registry import ADMIN_ONLY_ROLES, GOVERNANCE_ONLY_ROLES, ROLES
 from tests.chainkit import Consortium, Driver, make_consortium
 from tests.ecnykit import issue_tx as ecny_issue_tx
 from tests.ecnykit import load_tx, open_wallet_tx
+from tests.govkit import grant_role_by_vote
 from tests.test_investors import commit_ok, open_account_tx, open_investor_tx
 from tests.test_securities import HOME_ORG, advance_to, apply_args
 
@@ -98,6 +99,7 @@ PERMITTED: dict[tuple[str, str], frozenset[str]] = {
     ("governance", "propose_set_param"): VOTER,
     ("governance", "propose_appoint_role"): VOTER,
     ("governance", "propose_revoke_role"): VOTER,
+    ("governance", "propose_contract"): VOTER,
     ("governance", "approve"): VOTER,
     ("registry", "register_org"): frozenset({"admin"}),
     ("registry", "register_account"): MANAGER,
@@ -127,11 +129,13 @@ def actor(role: str) -> str:
 
 
 def _register(c: Consortium, name: str, org_id: str, role: str) -> Transaction:
-    """The org's admin (or the consortium admin) opens account ``name`` holding only ``role``."""
+    """The org's admin (or the consortium admin) opens account ``name`` holding only ``role``
+    (without it for a role only governance grants: ``base`` has it voted)."""
     kp = c.suite.generate_keypair()
     c.accounts[name] = kp
     by = "exchange-admin" if role in ADMIN_ONLY_ROLES else ORG_ADMIN.get(org_id, "exchange-admin")
-    args = {"public_key": kp.public_key, "org_id": org_id, "roles": [role]}
+    roles = [] if role in GOVERNANCE_ONLY_ROLES else [role]
+    args = {"public_key": kp.public_key, "org_id": org_id, "roles": roles}
     return c.tx(by, "registry", "register_account", args)
 
 
@@ -152,6 +156,8 @@ def base() -> tuple[Consortium, Driver]:
             _register(c, "target", "broker-a", "investor"),
         ],
     )
+    for n, role in enumerate(sorted(GOVERNANCE_ONLY_ROLES), start=1):
+        commit_ok(d, grant_role_by_vote(c, c.addr(actor(role)), role, n))
     commit_ok(
         d,
         [
@@ -308,7 +314,12 @@ def op_args(c: Consortium, method: str) -> dict[str, Any]:
         "propose_set_param": {"name": THRESHOLD_PARAM, "value": 7_500, "reason": "3/4"},
         "propose_appoint_role": {"address": target, "role": "custodian", "reason": "appoint"},
         "propose_revoke_role": {"address": target, "role": "investor", "reason": "revoke"},
-        "approve": {"proposal_id": 1},
+        "propose_contract": {
+            "action": "approve_code",
+            "subject": c.suite.hash(b"contract init code"),
+            "reason": "reviewed",
+        },
+        "approve": {"proposal_id": len(GOVERNANCE_ONLY_ROLES) + 1},  # after base()'s votes
         # registry
         "register_org": {"org_id": "fund-z", "name": "Org fund-z", "kind": "fund_manager"},
         "register_account": {"public_key": fresh_key, "org_id": "broker-a", "roles": ["investor"]},

@@ -15,7 +15,7 @@ from consortia.execution.consortium import DEFAULT_GENESIS_TIME_MS
 from consortia.execution.state import ChainState
 from consortia.ledger.types import CommitCertificate, Transaction, TxStatus, sign_transaction
 from consortia.modules.investors import PositionCount, positions_key, seal_identity
-from consortia.modules.registry import ROLES
+from consortia.modules.registry import GOVERNANCE_ONLY_ROLES, ROLES
 from consortia.modules.securities import (
     Holding,
     InvestorTotal,
@@ -27,6 +27,7 @@ from consortia.modules.securities import (
 from consortia.node.home import init_home
 from consortia.node.local import ACCOUNTS_DIR, VALIDATORS_DIR, LocalChain, load_key_dir
 from tests.chainkit import Consortium, Driver, make_consortium
+from tests.govkit import grant_role_by_vote
 from tests.test_investors import (
     codes,
     commit_ok,
@@ -413,6 +414,7 @@ HOME_ORG = {
     "central_bank": "pboc",
     "court": "court-sh",
     "relayer": "csrc",
+    "contract_deployer": "broker-a",
 }
 
 
@@ -475,8 +477,11 @@ def test_role_matrix() -> None:
     setup = [register(c, "inv-new", "broker-a", ("investor",))]
     for role in sorted(ROLES - set(actors)):
         actors[role] = f"actor-{role}"
-        setup.append(register(c, actors[role], HOME_ORG[role], (role,)))
+        granted = () if role in GOVERNANCE_ONLY_ROLES else (role,)
+        setup.append(register(c, actors[role], HOME_ORG[role], granted))
     commit_ok(d, setup)
+    for n, role in enumerate(sorted(GOVERNANCE_ONLY_ROLES), start=1):
+        commit_ok(d, grant_role_by_vote(c, c.addr(actors[role]), role, n))
     listed(c, d, "EQ1")
     listed(c, d, "HALTED")
     commit_ok(

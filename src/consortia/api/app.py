@@ -51,6 +51,7 @@ from consortia.api.auth import (
     verify_session,
 )
 from consortia.api.backend import ApiBackend
+from consortia.api.contracts import contracts_router
 from consortia.api.evidence import Fetch, evidence_router, http_fetch
 from consortia.api.private import (
     SEALED_STATE_PREFIXES,
@@ -642,6 +643,7 @@ def create_app(
     app.include_router(records_router(backend, caller))  # funds, policies, /v1/me
     app.include_router(evidence_router(backend, caller, settings, fetch=evidence_fetch))
     app.include_router(supervision_router(backend, settings, caller))  # dashboard data
+    app.include_router(contracts_router(backend, caller))  # contract records, queries
 
     # -- submission ----------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from consortia import codec, logs
 from consortia.cli.api_cmd import app as api_app
+from consortia.cli.contract_cmd import app as contract_app
 from consortia.cli.crypto_cmd import app as crypto_app
 from consortia.cli.evidence_cmd import app as evidence_app
 from consortia.cli.progress import make_progress, progress_bar
@@ -72,6 +73,7 @@ app.add_typer(evidence_app, name="evidence")
 app.command("tx")(tx_command)
 app.command("relay")(relay_command)
 app.add_typer(supervise_app, name="supervise")
+app.add_typer(contract_app, name="contract")
 
 # Wide enough for the demo table when output is not a terminal (CI logs, pipes).
 console = Console(width=None if sys.stdout.isatty() else 120)

@@ -26,12 +26,13 @@ imported; the engine only makes sure it is at least what it needs.)
 from __future__ import annotations
 
 import enum
+import functools
 import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from eth.abc import ComputationAPI
 from eth.constants import CREATE_CONTRACT_ADDRESS
@@ -46,15 +47,22 @@ from eth.exceptions import (
     WriteProtection,
 )
 from eth.vm.execution_context import ExecutionContext
-from eth.vm.forks.cancun.computation import CancunComputation
+from eth.vm.forks.cancun.computation import CANCUN_PRECOMPILES, CancunComputation
 from eth.vm.forks.cancun.state import CancunState
 from eth.vm.forks.cancun.transaction_context import CancunTransactionContext
 from eth.vm.message import Message
 from eth_hash.auto import keccak
 from eth_typing import Address, BlockNumber, Hash32
 
-from consortia.contracts import keys
+from consortia.contracts import keys, precompiles
 from consortia.contracts.overlay import OverlayAccountDB, StateView
+from consortia.ledger.types import Event
+
+if TYPE_CHECKING:
+    from consortia.contracts.precompiles import NativeBridge, NativeSession
+
+# ``precompiles`` is used as a module object, only when a message runs: it imports the native
+# modules, whose package imports the contracts module, which imports this one.
 
 T = TypeVar("T")
 
@@ -184,6 +192,12 @@ class ExecutionResult:
     ``code`` is "" when OK, else a stable ``EVM_*`` code; ``message`` is for people. ``output``
     is the return data (the revert reason's ABI encoding after a REVERT). ``gas_used`` includes
     the intrinsic gas and is net of refunds; a fault other than REVERT uses all the gas.
+
+    Native calls (``precompiles``): ``native_events`` are the events the native modules emitted
+    in successful calls (empty unless OK), and ``events_in_order`` interleaves them with ``logs``
+    in execution order (what a receipt lists). ``native_code``/``native_message`` are set when
+    the message reverted with the payload of a native rule's failure (``PER_PAYMENT_LIMIT_EXCEEDED``
+    ...): the receipt's code is then the native one (``receipt_code``).
     """
 
     status: Status
@@ -194,10 +208,20 @@ class ExecutionResult:
     created: bytes | None = None
     logs: tuple[EvmLog, ...] = ()
     writes: dict[bytes, bytes | None] = field(default_factory=dict)
+    native_events: tuple[Event, ...] = ()
+    events_in_order: tuple[EvmLog | Event, ...] = ()
+    native_code: str = ""
+    native_message: str = ""
 
     @property
     def ok(self) -> bool:
         return self.status is Status.OK
+
+    @property
+    def receipt_code(self) -> str:
+        """The code a receipt carries: a native rule's when one failed the message, else
+        ``code``."""
+        return self.native_code or self.code
 
 
 def _rejected(code: str, message: str) -> ExecutionResult:
@@ -253,13 +277,33 @@ def _on_engine_thread(fn: Callable[[], T]) -> T:
 
 
 class _ConsortiaState(CancunState):
-    """Cancun's state with the account database replaced by the overlay."""
+    """Cancun's state with the account database replaced by the overlay, and the message's
+    native bridge (None: native calls revert) where the precompiles find it."""
 
-    def __init__(self, overlay: OverlayAccountDB, context: ExecutionContext) -> None:
+    def __init__(
+        self,
+        overlay: OverlayAccountDB,
+        context: ExecutionContext,
+        native_session: NativeSession | None,
+    ) -> None:
         # Not calling super().__init__: it would build a trie-backed account database.
         self._db = None  # type: ignore[assignment]
         self.execution_context = context
         self._account_db = overlay
+        self.native_session = native_session
+
+
+@functools.cache
+def _precompile_table() -> dict[Address, Callable[[ComputationAPI], Any]]:
+    return {**CANCUN_PRECOMPILES, **precompiles.PRECOMPILES}
+
+
+class _ConsortiaComputation(CancunComputation):
+    """Cancun's computation with consortia's native precompiles next to the standard ones."""
+
+    @property
+    def precompiles(self) -> dict[Address, Callable[[ComputationAPI], Any]]:
+        return _precompile_table()
 
 
 def _execution_context(block: BlockContext) -> ExecutionContext:
@@ -353,12 +397,29 @@ def _failure_chain(computation: ComputationAPI) -> str:
     return f" (it began at call depth {frame.msg.depth}: {code})"
 
 
-def _run(view: StateView, message: EvmMessage, block: BlockContext) -> ExecutionResult:
+def _ordered(
+    computation: ComputationAPI, overlay: OverlayAccountDB
+) -> tuple[tuple[EvmLog, ...], tuple[EvmLog | Event, ...]]:
+    """The message's LOGs, and those merged with its native events by log counter."""
+    numbered: list[tuple[int, EvmLog | Event]] = [
+        (order, EvmLog(bytes(address), tuple(t.to_bytes(32, "big") for t in topics), bytes(data)))
+        for order, address, topics, data in computation.get_raw_log_entries()
+    ]
+    logs = tuple(item for _, item in numbered if isinstance(item, EvmLog))
+    numbered.extend(overlay.native_events)
+    numbered.sort(key=lambda pair: pair[0])  # counters are unique within a message
+    return logs, tuple(item for _, item in numbered)
+
+
+def _run(
+    view: StateView, message: EvmMessage, block: BlockContext, native: NativeBridge | None
+) -> ExecutionResult:
     problem = _check_message(view, message, block)
     if problem is not None:
         return _rejected(*problem)
     overlay = OverlayAccountDB(view)
-    state = _ConsortiaState(overlay, _execution_context(block))
+    session = None if native is None else native.session(overlay)
+    state = _ConsortiaState(overlay, _execution_context(block), session)
     intrinsic = intrinsic_gas(message.data, create=message.to is None)
     sender = Address(message.sender)
     created: bytes | None = None
@@ -393,21 +454,34 @@ def _run(view: StateView, message: EvmMessage, block: BlockContext) -> Execution
     context = CancunTransactionContext(gas_price=0, origin=sender, blob_versioned_hashes=[])
     computation: ComputationAPI
     if message.to is None:
-        computation = CancunComputation.apply_create_message(state, evm_message, context)
+        computation = _ConsortiaComputation.apply_create_message(state, evm_message, context)
     else:
-        computation = CancunComputation.apply_message(state, evm_message, context)
+        computation = _ConsortiaComputation.apply_message(state, evm_message, context)
     state.clear_transient_storage()
 
     gas_used = message.gas_limit - computation.get_gas_remaining()
     if computation.is_error:
         error = computation.error
         status, code = _fault_code(error)
+        output = bytes(computation.output) if status is Status.REVERTED else b""
+        native_failure = None if session is None else session.failures.get(output)
+        if native_failure is not None:
+            native_code, native_message = native_failure
+            return ExecutionResult(
+                status,
+                code,
+                f"a native call failed: {native_code}: {native_message}",
+                gas_used,
+                output=output,
+                native_code=native_code,
+                native_message=native_message,
+            )
         return ExecutionResult(
             status,
             code,
             _describe(error, bytes(computation.output)) + _failure_chain(computation),
             gas_used,
-            output=bytes(computation.output) if status is Status.REVERTED else b"",
+            output=output,
         )
     # SELFDESTRUCT (EIP-6780): only a contract created in this message can be removed.
     for address in computation.get_accounts_for_deletion():
@@ -415,10 +489,7 @@ def _run(view: StateView, message: EvmMessage, block: BlockContext) -> Execution
     gas_used -= min(computation.get_gas_refund(), gas_used // MAX_REFUND_QUOTIENT)
     overlay.lock_changes()
     writes = {k: v for k, v in sorted(overlay.writes.items()) if view.get(k) != v}
-    logs = tuple(
-        EvmLog(bytes(address), tuple(t.to_bytes(32, "big") for t in topics), bytes(data))
-        for address, topics, data in computation.get_log_entries()
-    )
+    logs, events_in_order = _ordered(computation, overlay)
     return ExecutionResult(
         Status.OK,
         "",
@@ -428,10 +499,18 @@ def _run(view: StateView, message: EvmMessage, block: BlockContext) -> Execution
         created=created,
         logs=logs,
         writes=writes,
+        native_events=tuple(event for _, event in overlay.native_events),
+        events_in_order=events_in_order,
     )
 
 
-def execute(view: StateView, message: EvmMessage, block: BlockContext) -> ExecutionResult:
+def execute(
+    view: StateView,
+    message: EvmMessage,
+    block: BlockContext,
+    *,
+    native: NativeBridge | None = None,
+) -> ExecutionResult:
     """Run ``message`` against ``view`` in ``block``; never changes ``view``.
 
     Guarantees: the same view contents, message and block give the same result on every node;
@@ -439,5 +518,23 @@ def execute(view: StateView, message: EvmMessage, block: BlockContext) -> Execut
     when the status is OK, and applying them is the message's whole effect on the state; the
     work done is bounded by ``message.gas_limit``. Any problem with the message itself is a
     REJECTED result with a stable code, not an exception.
+
+    ``native`` lets contracts call the native modules (``precompiles``); without it those calls
+    revert with ``NATIVE_UNAVAILABLE``. The ``contracts`` module, running transaction context
+    ``ctx``, builds it from that same context and applies the whole result::
+
+        result = evm.execute(ctx, message, block, native=NativeBridge(ctx))
+        if not result.ok:
+            raise <a TxFailure whose code is result.receipt_code>(result.message)
+        for key, value in result.writes.items():   # contract and native module keys alike
+            ctx.put(key, value) if value is not None else ctx.delete(key)
+        for item in result.events_in_order:        # LOGs and native events, in order
+            if isinstance(item, evm.EvmLog):
+                ctx.emit("contracts", "log", address=..., topics=..., data=...)
+            else:
+                ctx.emit(item.module, item.kind, **item.attributes)
+
+    A read-only query passes a ``TxContext`` over the head state (any sender) as ``view`` and
+    bridge, with ``static=True``: view functions of the precompiles work, others fault.
     """
-    return _on_engine_thread(lambda: _run(view, message, block))
+    return _on_engine_thread(lambda: _run(view, message, block, native))

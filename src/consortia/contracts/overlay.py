@@ -26,7 +26,7 @@ from eth_typing import Address, Hash32
 
 from consortia import codec
 from consortia.contracts import keys
-from consortia.modules.registry import account_key as registry_account_key
+from consortia.ledger.types import Event
 
 
 class StateView(Protocol):
@@ -45,6 +45,9 @@ _ABSENT = object()  # undo-log marker: the key was not in the write buffer
 _WRITE = 0
 _WARM = 1
 _WIPE = 2
+_EVENT = 3
+
+_CONTRACT_PREFIXES = (keys.ACCOUNT_PREFIX, keys.CODE_PREFIX, keys.STORAGE_PREFIX)
 
 
 class OverlayAccountDB(AccountDatabaseAPI):
@@ -62,6 +65,9 @@ class OverlayAccountDB(AccountDatabaseAPI):
         self._checkpoints: dict[int, int] = {}
         self._warm: set[object] = set()
         self._wiped: set[bytes] = set()  # contracts whose stored slots a wipe hid
+        # Events of native module calls (precompiles), with the log counter that orders them
+        # among the EVM's own LOGs; journaled, so a reverted frame's events go with its writes.
+        self.native_events: list[tuple[int, Event]] = []
 
     # -- buffer --------------------------------------------------------------------------------
 
@@ -73,6 +79,22 @@ class OverlayAccountDB(AccountDatabaseAPI):
     def _put(self, key: bytes, value: bytes | None) -> None:
         self._undo.append((_WRITE, key, self.writes.get(key, _ABSENT)))
         self.writes[key] = value
+
+    def read(self, key: bytes) -> bytes | None:
+        """A consortia state key as the running message sees it (its own writes first)."""
+        return self._get(key)
+
+    def put_native(self, key: bytes, value: bytes | None) -> None:
+        """A write made by a native module call (a precompile): journaled like a storage write,
+        so a failed frame undoes it. Never a contract key: native modules own their own keys."""
+        if key.startswith(_CONTRACT_PREFIXES):
+            raise UnsupportedStateOperation("a native module call wrote a contract key")
+        self._put(key, value)
+
+    def add_native_event(self, order: int, event: Event) -> None:
+        """An event of a native module call, at log counter ``order`` (journaled)."""
+        self._undo.append((_EVENT, None, None))
+        self.native_events.append((order, event))
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -96,6 +118,8 @@ class OverlayAccountDB(AccountDatabaseAPI):
                     self.writes[item] = previous
             elif kind == _WARM:
                 self._warm.discard(item)
+            elif kind == _EVENT:
+                self.native_events.pop()
             else:
                 assert isinstance(item, bytes)
                 self._wiped.discard(item)
@@ -154,6 +178,10 @@ class OverlayAccountDB(AccountDatabaseAPI):
         )
 
     def account_exists(self, address: Address) -> bool:
+        # Imported here, not at the top: the registry's package imports the contracts module,
+        # which imports the engine and so this module; whichever is imported first must load.
+        from consortia.modules.registry import account_key as registry_account_key  # noqa: PLC0415
+
         # A contract, or a registered consortia account (an externally owned account).
         return (
             self._get(keys.account_key(address)) is not None

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from consortia import codec
 from consortia.crypto import Suite
-from consortia.execution.context import ExecutionLimitError, TxContext, decode_record
+from consortia.execution.context import BlockGas, ExecutionLimitError, TxContext, decode_record
 from consortia.execution.errors import (
     BadEvidenceError,
     BadLastCommitError,
@@ -342,6 +342,9 @@ def execute_transactions(
     enabled = modules_of_chain(state.tree.get)  # the tier is fixed at genesis
     receipts: list[Receipt] = []
     rejected: list[tuple[Transaction, str]] = []
+    # EVM gas used by the block's contract transactions so far; the contracts module refuses a
+    # transaction whose gas limit exceeds what is left of the block's (BLOCK_GAS_EXHAUSTED).
+    block_gas = BlockGas()
     for index, tx in enumerate(txs):
         tx_hash = tx.hash(suite)
         try:
@@ -359,6 +362,9 @@ def execute_transactions(
             tree=state.tree,
             block_writes=writes,
             sender=tx.sender,
+            nonce=tx.nonce,
+            parent_hash=state.last_block_hash,
+            block_gas=block_gas,
         )
         try:
             _run(ctx, tx, sender, enabled)

@@ -45,15 +45,38 @@ class ExecutionLimitError(Exception):
     """A transaction exceeded a per-transaction execution limit (reported as a TxFailure)."""
 
 
+class BlockGas:
+    """The EVM gas the transactions of one block have used so far (a running sum).
+
+    One meter per executed block, shared by its transactions' contexts. Gas is charged when a
+    contract message ran, whether or not the transaction then failed: the work was done either
+    way, and a failed transaction's writes are discarded but its gas is not. Deterministic: the
+    same transactions in the same order charge the same amounts on every node.
+    """
+
+    __slots__ = ("used",)
+
+    def __init__(self) -> None:
+        self.used = 0
+
+    def charge(self, gas: int) -> None:
+        if gas < 0:
+            raise ValueError("gas used is not negative")
+        self.used += gas
+
+
 class TxContext:
     """Read-through overlay: tx writes → block writes → the committed tree."""
 
     __slots__ = (
         "_block_writes",
         "_tree",
+        "block_gas",
         "chain_id",
         "events",
         "height",
+        "nonce",
+        "parent_hash",
         "sender",
         "suite",
         "time_ms",
@@ -70,8 +93,18 @@ class TxContext:
         tree: StateTree,
         block_writes: Mapping[bytes, bytes | None],
         sender: bytes,
+        nonce: int = 0,
+        parent_hash: bytes = bytes(32),
+        block_gas: BlockGas | None = None,
     ) -> None:
+        """``nonce`` is the transaction's nonce (it fixes a contract's deployment address) and
+        ``parent_hash`` the hash of the block before this one (what a contract sees as
+        BLOCKHASH/PREVRANDAO); ``block_gas`` is the block's shared EVM gas meter (a fresh one
+        when the context is not part of a block, e.g. a read-only view)."""
         self.suite = suite
+        self.nonce = nonce
+        self.parent_hash = parent_hash
+        self.block_gas = block_gas if block_gas is not None else BlockGas()
         self.chain_id = chain_id
         self.height = height
         self.time_ms = time_ms

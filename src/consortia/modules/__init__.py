@@ -7,6 +7,7 @@ from collections.abc import Callable
 from consortia.execution.module import Module
 from consortia.modules import (
     anchoring,
+    contracts,
     corporate_actions,
     ecny,
     enforcement,
@@ -39,6 +40,7 @@ NATIVE_MODULES: dict[str, Module] = {
         reports.MODULE,
         orders.MODULE,
         supervision.MODULE,
+        contracts.MODULE,
     )
 }
 
@@ -59,6 +61,7 @@ TIER_MODULES: dict[str, frozenset[str]] = {
             "funds",
             "insurance",
             "supervision",
+            "contracts",
         }
     ),
     "supervision": frozenset({"registry", "governance", "anchoring", "reports", "orders"}),

@@ -54,6 +54,7 @@ from consortia.modules.investors import (
     check_id,
     check_sealed_identity,
     check_text,
+    is_contract,
     sender_account,
 )
 from consortia.modules.registry import (
@@ -587,7 +588,7 @@ def open_wallet(ctx: TxContext, args: OpenWalletArgs) -> None:
     if args.category not in CATEGORIES:
         raise InvalidArgumentError("category must be 1..4")
     _check_identity(ctx, operator, args.identity_commitment, args.sealed_identity)
-    if load_account(ctx, args.owner) is None:
+    if load_account(ctx, args.owner) is None and not is_contract(ctx, args.owner):
         raise InvalidArgumentError(f"owner {args.owner.hex()} is not a registry account")
     if ctx.get(wallet_key(args.wallet_id)) is not None:
         raise WalletExistsError(f"wallet {args.wallet_id!r} already exists")
@@ -653,7 +654,7 @@ def open_sub_wallet(ctx: TxContext, args: OpenSubWalletArgs) -> None:
         raise InvalidArgumentError("a sub-wallet cannot have sub-wallets of its own")
     _check_not_frozen(parent)
     check_id("wallet_id", args.wallet_id)
-    if load_account(ctx, args.owner) is None:
+    if load_account(ctx, args.owner) is None and not is_contract(ctx, args.owner):
         raise InvalidArgumentError(f"owner {args.owner.hex()} is not a registry account")
     limits = category_limits(ctx, parent.category)
     _within("balance_cap", args.balance_cap, limits.balance_cap)

@@ -15,6 +15,9 @@ the change applies in the approving transaction. Proposal kinds:
 - ``appoint_role`` / ``revoke_role`` (``propose_appoint_role`` / ``propose_revoke_role``): a role of
   one account. The ``regulator`` role is set in genesis only: no proposal grants or revokes it, and
   no proposal touches an account of the regulator.
+- ``approve_code`` / ``freeze_contract`` / ``unfreeze_contract`` (``propose_contract``): approve
+  deploying EVM code by its code hash, or freeze / unfreeze a contract (``consortia.modules.
+  contracts``; the proposal's ``address`` field holds the code hash or the contract address).
 
 Every step is an event; proposals stay in state as the audit trail. Integers only (determinism).
 
@@ -33,6 +36,7 @@ from consortia.execution.errors import TxFailure
 from consortia.execution.module import Method, Module
 from consortia.execution.state import VALIDATOR_CHANGE_OFFSET, VSET_NEXT, VSET_PENDING
 from consortia.ledger.types import Validator, ValidatorSet, WireFormatError
+from consortia.modules import contracts
 from consortia.modules.registry import (
     GENESIS_ONLY_ROLES,
     MAX_ROLES,
@@ -50,6 +54,9 @@ from consortia.modules.registry import (
     voting_orgs,
 )
 
+# ``contracts`` is imported as a module object and used only inside functions: it reads
+# governance's parameters while governance applies the contract lifecycle proposals.
+
 NAME = "governance"
 VALIDATOR_ACTIONS = ("add_validator", "remove_validator", "set_power")
 ACTIONS = VALIDATOR_ACTIONS  # the actions of ``propose`` (kept for callers of the old name)
@@ -60,7 +67,11 @@ KINDS = (
     "set_param",
     "appoint_role",
     "revoke_role",
+    "approve_code",
+    "freeze_contract",
+    "unfreeze_contract",
 )
+CONTRACT_ACTIONS = ("approve_code", "freeze_contract", "unfreeze_contract")
 MAX_VALIDATORS = 100
 MAX_POWER = 1 << 30
 MAX_REASON = 500
@@ -77,16 +88,23 @@ ECNY_LIMIT_PARAMS: tuple[str, ...] = tuple(
     for limit in ("balance_cap_fen", "per_payment_fen", "daily_fen")
 )
 ECNY_LARGE_VALUE_PARAM = "ecny.large_value_fen"
+# EVM gas per transaction and per block (defaults in the contracts module): at least one
+# message's intrinsic gas, at most a bound on the work one block may ask of every node.
+CONTRACT_GAS_PARAMS: tuple[str, ...] = ("contracts.max_tx_gas", "contracts.max_block_gas")
 PARAMS: dict[str, tuple[int, int]] = {
     THRESHOLD_PARAM: (5_001, 10_000),  # more than half, at most everyone
     ECNY_LARGE_VALUE_PARAM: (1, MAX_FEN),
     **dict.fromkeys(ECNY_LIMIT_PARAMS, (1, MAX_FEN)),
+    **dict.fromkeys(CONTRACT_GAS_PARAMS, (21_000, 1_000_000_000)),
 }
 # Genesis ``params`` entries that seed a chain parameter: genesis name -> parameter name
 # (the parameter name with "." spelled "_", e.g. ``ecny_cat4_daily_fen``).
 GENESIS_PARAMS: dict[str, str] = {
     "governance_threshold_bp": THRESHOLD_PARAM,
-    **{name.replace(".", "_"): name for name in (ECNY_LARGE_VALUE_PARAM, *ECNY_LIMIT_PARAMS)},
+    **{
+        name.replace(".", "_"): name
+        for name in (ECNY_LARGE_VALUE_PARAM, *ECNY_LIMIT_PARAMS, *CONTRACT_GAS_PARAMS)
+    },
 }
 BP = 10_000
 
@@ -120,7 +138,7 @@ class Proposal:
     power: int  # add_validator / set_power
     org_id: str  # admit_org / remove_org
     org_kind: str  # admit_org
-    address: bytes  # appoint_role / revoke_role
+    address: bytes  # appoint_role / revoke_role; the code hash or contract address (contracts)
     role: str  # appoint_role / revoke_role
     value: int  # set_param
     reason: str
@@ -303,6 +321,10 @@ def _check(ctx: TxContext, p: Proposal) -> None:
         check_param(p.name, p.value)
     elif p.action in ("appoint_role", "revoke_role"):
         _check_role_change(ctx, p)
+    elif p.action == "approve_code":
+        contracts.check_approve_code(ctx, p.address)
+    elif p.action in ("freeze_contract", "unfreeze_contract"):
+        contracts.check_freeze(ctx, p.address, frozen=p.action == "freeze_contract")
     else:
         raise InvalidProposalError(f"action must be one of {KINDS}")
 
@@ -330,6 +352,17 @@ def _apply(ctx: TxContext, p: Proposal) -> None:
             name=p.name,
             value=p.value,
             previous=-1 if previous is None else previous,
+        )
+    elif p.action == "approve_code":
+        contracts.approve_code(ctx, p.address, p.proposal_id)
+    elif p.action in ("freeze_contract", "unfreeze_contract"):
+        contracts.set_frozen(
+            ctx,
+            p.address,
+            frozen=p.action == "freeze_contract",
+            reason=p.reason,
+            by=b"",
+            proposal_id=p.proposal_id,
         )
     else:
         target = _check_role_change(ctx, p)
@@ -500,6 +533,22 @@ def propose_revoke_role(ctx: TxContext, args: RoleChangeArgs) -> None:
 
 
 @dataclass(frozen=True)
+class ContractProposalArgs:
+    action: str  # approve_code | freeze_contract | unfreeze_contract
+    subject: bytes  # the code hash (approve_code) or the contract's address
+    reason: str
+
+
+def propose_contract(ctx: TxContext, args: ContractProposalArgs) -> None:
+    """Propose approving EVM code by its hash, or freezing / unfreezing a contract."""
+    org = _voter_org(ctx)
+    if args.action not in CONTRACT_ACTIONS:
+        raise InvalidProposalError(f"action must be one of {CONTRACT_ACTIONS}")
+    draft = replace(_draft(ctx, org, args.action, args.reason), address=args.subject)
+    _open(ctx, org, draft)
+
+
+@dataclass(frozen=True)
 class ApproveArgs:
     proposal_id: int
 
@@ -528,6 +577,7 @@ MODULE = Module(
         "propose_set_param": Method(SetParamArgs, propose_set_param),
         "propose_appoint_role": Method(RoleChangeArgs, propose_appoint_role),
         "propose_revoke_role": Method(RoleChangeArgs, propose_revoke_role),
+        "propose_contract": Method(ContractProposalArgs, propose_contract),
         "approve": Method(ApproveArgs, approve),
     },
 )

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from consortia import codec
+from consortia.contracts import keys as contract_keys
 from consortia.crypto import CryptoError, KeyPair, Suite
 from consortia.crypto.envelope import EnvelopeLimits, decode_envelope
 from consortia.execution.context import TxContext
@@ -224,6 +225,15 @@ def require_open_account(ctx: TxContext, account_id: str) -> SecuritiesAccount:
     return acct
 
 
+def is_contract(ctx: TxContext, address: bytes) -> bool:
+    """``address`` is a deployed contract. A contract may own e-CNY wallets and be an investor
+    (its securities accounts), so it can act through the native precompiles for itself."""
+    return (
+        len(address) == contract_keys.ADDRESS_SIZE
+        and ctx.get(contract_keys.account_key(address)) is not None
+    )
+
+
 def sender_account(ctx: TxContext) -> Account:
     return require_account(ctx, ctx.sender)
 
@@ -326,8 +336,9 @@ def open_investor(ctx: TxContext, args: OpenInvestorArgs) -> None:
     check_sealed_identity(ctx, broker, args.sealed_identity)
     owner = load_account(ctx, args.address)
     if owner is None:
-        raise UnknownAccountError(f"no registry account {args.address.hex()}")
-    if not has_role(owner, "investor") or owner.org_id != broker.org_id:
+        if not is_contract(ctx, args.address):  # a contract holds shares for itself
+            raise UnknownAccountError(f"no registry account {args.address.hex()}")
+    elif not has_role(owner, "investor") or owner.org_id != broker.org_id:
         raise InvalidArgumentError("the investor's address must be an investor account of this org")
     if ctx.get(investor_key(args.investor_id)) is not None:
         raise InvestorExistsError(f"investor {args.investor_id!r} already exists")

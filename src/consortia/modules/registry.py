@@ -37,9 +37,13 @@ ROLES: frozenset[str] = frozenset(
         "central_bank",
         "investor",
         "relayer",  # submits business headers and reports to the supervision chain (anchoring)
+        "contract_deployer",  # deploys EVM contracts without a per-code governance approval
     }
 )
 GENESIS_ONLY_ROLES: frozenset[str] = frozenset({"regulator"})
+# Roles only genesis or a governance vote (``appoint_role``) grants or revokes, never a single
+# admin: deploying unapproved contract code is a consortium-wide trust decision.
+GOVERNANCE_ONLY_ROLES: frozenset[str] = frozenset({"contract_deployer"})
 # Roles with consortium-wide powers: only a consortium admin (or governance) grants them, never
 # an organization's own org_admin (else a broker could make itself the market operator, a bank
 # an e-CNY operator, any member a court).
@@ -254,6 +258,8 @@ def _check_grantable(granter: Account, roles: tuple[str, ...], previous: tuple[s
     for role in sorted(added | removed):
         if role in GENESIS_ONLY_ROLES:
             raise InvalidRoleError(f"role {role!r} is assigned in genesis only")
+        if role in GOVERNANCE_ONLY_ROLES:
+            raise InvalidRoleError(f"role {role!r} is granted by genesis or governance only")
         if role in ADMIN_ONLY_ROLES and not has_role(granter, "admin"):
             raise UnauthorizedError(f"only a consortium admin grants or revokes {role!r}")
 

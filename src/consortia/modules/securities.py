@@ -37,6 +37,7 @@ from consortia.modules.investors import (
     check_id,
     check_text,
     is_broker_of,
+    is_contract,
     require_investor,
     require_open_account,
     sender_account,
@@ -593,7 +594,10 @@ def transfer(ctx: TxContext, args: TransferArgs) -> None:
     src = require_open_account(ctx, args.from_account)
     src_owner = require_investor(ctx, src.investor_id)
     sender = sender_account(ctx)
-    if sender.address != src_owner.address and not is_broker_of(ctx, sender, src.org_id):
+    # A contract's account is moved only by the contract (through its precompile): a broker
+    # acting for it could bypass the contract's own rules, e.g. release unvested shares.
+    brokered = is_broker_of(ctx, sender, src.org_id) and not is_contract(ctx, src_owner.address)
+    if sender.address != src_owner.address and not brokered:
         raise NotAuthorizedError(
             f"only the owner of {src.account_id!r} or its broker may transfer from it"
         )

@@ -15,6 +15,10 @@ a business rule), ``NotFoundError``, ``ForbiddenError`` (this key may not read t
 ``UnauthorizedError`` (the request signature was not accepted), ``ProofError``,
 ``TransportError``, ...
 
+Contracts: ``client.contracts.deploy(abi, bytecode, *ctor_args)`` returns a ``Contract`` handle
+with ``.transact(fn, *args)`` (a signed transaction: decoded result and events) and
+``.query(fn, *args)`` (read-only, no transaction); see ``consortia.sdk.contracts``.
+
 Every request is signed with the client's key (``consortia.api.auth``), so private reads
 (wallets, holdings, investors, transactions, private state) answer what this account may see.
 """
@@ -33,6 +37,13 @@ from consortia.sdk.client import (
     as_json,
     record_from_json,
 )
+from consortia.sdk.contracts import (
+    Contract,
+    ContractEvent,
+    ContractsOps,
+    ContractTxResult,
+    QueryFailedError,
+)
 from consortia.sdk.errors import (
     ApiError,
     FailedError,
@@ -50,6 +61,10 @@ from consortia.sdk.errors import (
 __all__ = [
     "ApiError",
     "Client",
+    "Contract",
+    "ContractEvent",
+    "ContractTxResult",
+    "ContractsOps",
     "EcnyOps",
     "FailedError",
     "ForbiddenError",
@@ -60,6 +75,7 @@ __all__ = [
     "NotCommittedError",
     "NotFoundError",
     "ProofError",
+    "QueryFailedError",
     "RejectedError",
     "SdkError",
     "SecuritiesOps",

@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from consortia import codec
 from consortia.api.auth import issue_session, sign_request
@@ -68,6 +68,9 @@ from consortia.sdk.errors import (
     TransportError,
     UnauthorizedError,
 )
+
+if TYPE_CHECKING:
+    from consortia.sdk.contracts import ContractsOps
 
 T = TypeVar("T")
 JsonObject = dict[str, Any]
@@ -214,6 +217,7 @@ class Client:
     reports: ModuleOps
     orders: ModuleOps
     supervision: ModuleOps
+    contracts: ContractsOps  # consortia.sdk.contracts: deploy → Contract handles
 
     def __init__(
         self,
@@ -239,7 +243,11 @@ class Client:
         if _loopback(self.base_url):
             handlers.append(urllib.request.ProxyHandler({}))  # never proxy a local node
         self._opener = urllib.request.build_opener(*handlers)
+        # ``contracts`` builds on ``ModuleOps`` (defined below), hence imported here.
+        from consortia.sdk.contracts import ContractsOps  # noqa: PLC0415
+
         typed: dict[str, Callable[[Client, str], ModuleOps]] = {
+            "contracts": ContractsOps,
             "securities": SecuritiesOps,
             "ecny": EcnyOps,
             "funds": FundsOps,

@@ -136,6 +136,26 @@ export async function getJson(path, signed) {
   return body;
 }
 
+// A public POST (no session: session grants are for GET reads only).
+export async function postJson(path, payload) {
+  const resp = await fetch(path, {
+    method: "POST",
+    headers: { Accept: "application/json", "Content-Type": "application/json" },
+    body: JSON.stringify(payload),
+  });
+  let body = null;
+  try {
+    body = await resp.json();
+  } catch {
+    body = null;
+  }
+  if (!resp.ok) {
+    const p = body || {};
+    throw new ApiError(resp.status, p.code || "HTTP_ERROR", p.detail || resp.statusText);
+  }
+  return body;
+}
+
 const seg = encodeURIComponent;
 
 export const api = {
@@ -144,6 +164,10 @@ export const api = {
   certificate: (h) => getJson(`/v1/blocks/${seg(h)}/certificate`),
   anchor: (chain) => getJson(`/v1/anchors/${seg(chain)}`),
   account: (address) => getJson(`/v1/accounts/${seg(address)}`),
+  tx: (hash) => getJson(`/v1/tx/${seg(hash)}`, true),
+  contract: (address) => getJson(`/v1/contracts/${seg(address)}`),
+  decodeLog: (address, topics, data) =>
+    postJson(`/v1/contracts/${seg(address)}/decode-log`, { topics, data }),
   activity: (n) => getJson(`/v1/activity?blocks=${seg(n)}`),
   me: () => getJson("/v1/me", true),
   overview: () => getJson("/v1/supervision/overview", true),

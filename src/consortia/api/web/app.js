@@ -165,6 +165,7 @@ async function showBlock(height) {
     const li = el("li");
     li.appendChild(el("code", h));
     txs.appendChild(li);
+    if (session.token()) describeTx(li, h); // signed in: the receipts this account may read
   }
   kvRows($("block-cert"), [
     ["round", cert.round],
@@ -179,6 +180,53 @@ async function showBlock(height) {
     tr.appendChild(who);
     tr.appendChild(el("td", fmtTime(sig.time_ms)));
     body.appendChild(tr);
+  }
+}
+
+// A transaction's outcome and events under its hash; a contract's EVM log (contracts.log) is
+// decoded with the ABI its deployer published (the API decodes it: api.decodeLog). A
+// transaction this account may not read keeps the bare hash.
+async function describeTx(li, hash) {
+  let read;
+  try {
+    read = await api.tx(hash);
+  } catch {
+    return;
+  }
+  const t = read.transaction || {};
+  const r = read.receipt || {};
+  const outcome = r.code ? `${r.status} ${r.code}` : r.status;
+  li.appendChild(el("span", ` ${t.module}.${t.method} — ${outcome}`, { class: "muted" }));
+  const events = r.events || [];
+  if (!events.length) return;
+  const list = el("ul", undefined, { class: "events" });
+  for (const ev of events) {
+    const item = el("li");
+    item.appendChild(el("span", `${ev.module}.${ev.kind} `));
+    list.appendChild(item);
+    const attrs = ev.attributes || {};
+    if (ev.module === "contracts" && ev.kind === "log") {
+      decodeLogInto(item, attrs);
+    } else {
+      const brief = Object.entries(attrs).map(
+        ([k, v]) => `${k}=${typeof v === "string" ? short(v, 18) : JSON.stringify(v)}`,
+      );
+      item.appendChild(el("span", brief.join(" "), { class: "muted", title: JSON.stringify(attrs) }));
+    }
+  }
+  li.appendChild(list);
+}
+
+async function decodeLogInto(item, log) {
+  const raw = el("code", short(log.address, 12), { title: log.address });
+  item.appendChild(raw);
+  try {
+    const d = await api.decodeLog(log.address, log.topics || [], log.data || "");
+    const args = Object.entries(d.args || {}).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`);
+    item.appendChild(el("span", ` ${d.event}(${args.join(", ")})`, { title: d.signature }));
+  } catch {
+    // no published ABI or an unknown event: the raw topics and data
+    item.appendChild(el("span", ` topics ${(log.topics || []).join(" ")} data ${log.data || ""}`, { class: "muted" }));
   }
 }
 
