@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from eth.abc import ComputationAPI
+from eth.abc import ComputationAPI, MessageAPI, StateAPI, TransactionContextAPI
 from eth.constants import CREATE_CONTRACT_ADDRESS
 from eth.exceptions import (
     InsufficientStack,
@@ -290,7 +290,13 @@ class _ConsortiaState(CancunState):
         self._db = None  # type: ignore[assignment]
         self.execution_context = context
         self._account_db = overlay
+        self.overlay = overlay
         self.native_session = native_session
+        # Revert payloads of frames refused because their code is frozen (``CONTRACT_FROZEN``),
+        # so a message ending in one reports that code; and the freeze status read per address
+        # (a message cannot freeze or unfreeze a contract, so it is fixed for the message).
+        self.frozen_failures: dict[bytes, tuple[str, str]] = {}
+        self.frozen_code: dict[bytes, bool] = {}
 
 
 @functools.cache
@@ -298,12 +304,58 @@ def _precompile_table() -> dict[Address, Callable[[ComputationAPI], Any]]:
     return {**CANCUN_PRECOMPILES, **precompiles.PRECOMPILES}
 
 
+def _frozen_code_failure(state: _ConsortiaState, message: MessageAPI) -> tuple[str, str] | None:
+    """(code, reason) when ``message`` is an inner frame whose code is a frozen contract's.
+
+    The top-level frame is the ``contracts`` module's business (``call`` refuses a frozen
+    target, ``query`` reads it); a deployment runs fresh init code. Every other frame — CALL,
+    STATICCALL, DELEGATECALL, CALLCODE — runs the code at ``code_address``, so that is what is
+    checked: a frozen library is not borrowed either. One overlay read per address and message.
+    """
+    if message.depth == 0 or message.is_create:
+        return None
+    address = bytes(message.code_address)
+    frozen = state.frozen_code.get(address)
+    if frozen is None:
+        frozen = state.overlay.read(precompiles.frozen_key(address)) is not None
+        state.frozen_code[address] = frozen
+    if not frozen:
+        return None
+    return precompiles.CODE_CONTRACT_FROZEN, f"contract {address.hex()} is frozen"
+
+
 class _ConsortiaComputation(CancunComputation):
-    """Cancun's computation with consortia's native precompiles next to the standard ones."""
+    """Cancun's computation with consortia's native precompiles next to the standard ones, and
+    frames into frozen contracts refused."""
 
     @property
     def precompiles(self) -> dict[Address, Callable[[ComputationAPI], Any]]:
         return _precompile_table()
+
+    @classmethod
+    def apply_computation(
+        cls,
+        state: StateAPI,
+        message: MessageAPI,
+        transaction_context: TransactionContextAPI,
+        parent_computation: ComputationAPI | None = None,
+    ) -> ComputationAPI:
+        """py-evm's frame, except that a frame whose code is a frozen contract's fails at once
+        like a REVERT with ``NativeCallFailed("CONTRACT_FROZEN", ...)``: the caller keeps its
+        gas and may catch it; bubbled up uncaught, the receipt's code is ``CONTRACT_FROZEN``."""
+        assert isinstance(state, _ConsortiaState)
+        failure = _frozen_code_failure(state, message)
+        if failure is None:
+            return super().apply_computation(
+                state, message, transaction_context, parent_computation=parent_computation
+            )
+        payload = precompiles.native_error(*failure)
+        state.frozen_failures[payload] = failure
+        with cls(state, message, transaction_context) as computation:
+            # The context manager records the Revert as the frame's error (gas is kept).
+            computation.output = payload
+            raise Revert(payload)
+        return computation
 
 
 def _execution_context(block: BlockContext) -> ExecutionContext:
@@ -464,7 +516,9 @@ def _run(
         error = computation.error
         status, code = _fault_code(error)
         output = bytes(computation.output) if status is Status.REVERTED else b""
-        native_failure = None if session is None else session.failures.get(output)
+        native_failure = state.frozen_failures.get(output) or (
+            None if session is None else session.failures.get(output)
+        )
         if native_failure is not None:
             native_code, native_message = native_failure
             return ExecutionResult(

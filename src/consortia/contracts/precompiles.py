@@ -88,6 +88,13 @@ CODE_BAD_ARGUMENTS: Final = "BAD_ARGUMENTS"
 CODE_UNKNOWN_FUNCTION: Final = "UNKNOWN_FUNCTION"
 CODE_NOT_AUTHORIZED: Final = "NOT_AUTHORIZED"
 CODE_NATIVE_UNAVAILABLE: Final = "NATIVE_UNAVAILABLE"
+CODE_CONTRACT_FROZEN: Final = "CONTRACT_FROZEN"  # the contracts module's code for a freeze
+
+
+def frozen_key(address: bytes) -> bytes:
+    """The state key of a contract's freeze record (``contracts.freeze``), for the engine."""
+    return contracts_module.frozen_key(address)
+
 
 NATIVE_ERROR_SIGNATURE: Final = "NativeCallFailed(string,string)"
 NATIVE_ERROR_SELECTOR: Final = bytes(keccak(NATIVE_ERROR_SIGNATURE.encode()))[:4]
@@ -400,7 +407,9 @@ def _precompile(
         ctx = session.child(bytes(msg.sender))
         if ctx.get(contracts_module.frozen_key(ctx.sender)) is not None:
             # A frozen contract reached through another contract still acts on nothing.
-            session.fail(computation, "CONTRACT_FROZEN", f"contract {ctx.sender.hex()} is frozen")
+            session.fail(
+                computation, CODE_CONTRACT_FROZEN, f"contract {ctx.sender.hex()} is frozen"
+            )
         try:
             try:
                 result = function.handler(ctx, args)
