@@ -14,7 +14,7 @@ Figures (contract calls per second, one process, one core):
   would, certify with 4 precommit signatures, one fsync'd store commit), as ``bench/ledger.py``
   measures native transactions. Transactions are signed beforehand, as clients would.
 - escrow release (chain): the prepaid-funds escrow ``examples/contracts/prepaid/PrepaidEscrow.sol``
-  releasing money to the merchant as the card holder confirms a service (``consume``): each call
+  releasing money to the merchant as the card holder confirms a service (``release``): each call
   pays 1 fen from the contract's own e-CNY wallet through the e-CNY precompile (every wallet rule
   checked), in blocks as above.
 
@@ -297,7 +297,7 @@ def bench_chain_escrow_release(blocks: int, per_block: int) -> dict[str, float]:
             )
             call = {"address": escrow, "data": issue, "gas_limit": 1_000_000}
             m.commit_ok([m.tx(merchant, "contracts", "call", call)])
-            consume = keccak(b"consume(string,uint256)")[:4] + abi_encode(
+            release = keccak(b"release(string,uint256)")[:4] + abi_encode(
                 ["string", "uint256"], ["CARD-1", 1]
             )
             work = [
@@ -306,7 +306,7 @@ def bench_chain_escrow_release(blocks: int, per_block: int) -> dict[str, float]:
                         holder,
                         "contracts",
                         "call",
-                        {"address": escrow, "data": consume, "gas_limit": 1_000_000},
+                        {"address": escrow, "data": release, "gas_limit": 1_000_000},
                     )
                     for _ in range(per_block)
                 ]

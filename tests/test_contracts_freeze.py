@@ -214,4 +214,3 @@ def test_unfreezing_restores_every_path(world: tuple[Replicated, bytes, bytes]) 
     r.ok(call_tx(r, target, call_data("bump()")))
     assert number(query(r, caller, "readVia(address)", target)) == 2
     assert number(query(r, caller, "calls()")) == 1
-

@@ -35,8 +35,9 @@ A native rule that fails reverts the precompile call with the ABI-encoded custom
 ends in that very revert payload (Solidity and Vyper bubble a failed call's revert data), the
 engine reports the native code as ``ExecutionResult.native_code``. Bad calldata reverts with
 ``BAD_ARGUMENTS``; a precompile reached by DELEGATECALL or CALLCODE (which would let a contract
-act as its caller) reverts with ``NOT_AUTHORIZED``; a frozen contract (``contracts.freeze``),
-reached through another contract's call, reverts with ``CONTRACT_FROZEN``; a state-changing
+act as its caller) reverts with ``NOT_AUTHORIZED``; a frozen contract (``contracts.freeze``)
+reverts with ``CONTRACT_FROZEN`` (only a direct query runs a frozen contract's code: the engine
+fails every inner frame into it with the same payload); a state-changing
 function under STATICCALL faults like any state change there; without a native bridge (see
 ``NativeBridge``) every call reverts with ``NATIVE_UNAVAILABLE``.
 
@@ -406,7 +407,7 @@ def _precompile(
             session.fail(computation, CODE_BAD_ARGUMENTS, f"{function.name}: {exc}")
         ctx = session.child(bytes(msg.sender))
         if ctx.get(contracts_module.frozen_key(ctx.sender)) is not None:
-            # A frozen contract reached through another contract still acts on nothing.
+            # A frozen contract acts on nothing (its code runs only in a direct query).
             session.fail(
                 computation, CODE_CONTRACT_FROZEN, f"contract {ctx.sender.hex()} is frozen"
             )

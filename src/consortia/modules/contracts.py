@@ -23,8 +23,9 @@ Methods (each a transaction; every step is an event):
   Event ``contracts.upgraded``.
 - ``freeze(address, reason)`` / ``unfreeze(address)``: by the regulator or a court (governance
   does the same through the proposal kinds ``freeze_contract`` / ``unfreeze_contract``). A
-  frozen contract refuses calls and upgrades (``CONTRACT_FROZEN``); reading it (``query``) still
-  works. Events ``contracts.frozen`` / ``contracts.unfrozen``.
+  frozen contract refuses calls and upgrades (``CONTRACT_FROZEN``), and no call frame inside the
+  EVM runs its code (an inner call to it fails with ``CONTRACT_FROZEN``); a direct read
+  (``query``) still works. Events ``contracts.frozen`` / ``contracts.unfrozen``.
 
 The code hash is the chain suite's hash of the init code without constructor arguments
 (SHA-256 on ``intl`` chains, SM3 on ``gm``): ``code_hash(suite, code)``.

@@ -13,7 +13,8 @@ controllable anonymity, and conditional (escrowed) payments.
   00:00 China Standard Time of block time. Operators upgrade a wallet's category after stronger KYC.
   A parent wallet may have sub-wallets (one level) whose own limits are within the parent's; the
   parent's cap covers the family's balances and the parent's per-payment and daily limits cover the
-  family's spending. Wallets can be frozen by a judicial authority (regulator, court) or by their
+  family's spending. The operator opens no sub-wallet under a contract's wallet (only the contract
+  acts for it). Wallets can be frozen by a judicial authority (regulator, court) or by their
   operator (risk control); only the same kind of authority lifts the freeze, and a judicial
   freeze takes over an operator's (not the reverse). A frozen wallet (or
   the sub-wallet of a frozen parent) pays nothing but still receives, as bank freezes do.
@@ -650,6 +651,14 @@ def open_sub_wallet(ctx: TxContext, args: OpenSubWalletArgs) -> None:
     sender = sender_account(ctx)
     if ctx.sender != parent.owner and not is_operator(ctx, sender, parent.operator_org):
         raise NotAuthorizedError("only the parent wallet's holder or operator opens a sub-wallet")
+    if ctx.sender != parent.owner and is_contract(ctx, parent.owner):
+        # A sub-wallet's holder spends within the parent's limits, and the parent's holder
+        # spends from it: for a contract's wallet that is the contract's decision, not the
+        # operator's (which opens, loads, upgrades and freezes it like any other).
+        raise NotAuthorizedError(
+            f"wallet {parent.wallet_id!r} is owned by contract {parent.owner.hex()}: only the "
+            "contract may act for it, not its operator"
+        )
     if parent.parent:
         raise InvalidArgumentError("a sub-wallet cannot have sub-wallets of its own")
     _check_not_frozen(parent)

@@ -2,7 +2,9 @@
 
 - Pledge / release: the holder or the holder's broker pledges part of a holding's free balance to
   a pledgee (a registry account or an organization) with a reference; the pledged amount leaves
-  the free balance until the pledgee (or the operator, role ``exchange``) releases it.
+  the free balance until the pledgee (or the operator, role ``exchange``) releases it. A broker
+  never pledges an account a contract owns (``NOT_AUTHORIZED``: only the contract acts for it);
+  judicial freezes and forced transfers apply to such accounts like any other.
 - Judicial freeze: a freeze authority (``FREEZE_AUTHORITIES``: a court, role ``court``, or the
   regulator) freezes an amount of a holding, or a whole securities account, with a legal
   reference and an expiry (block time, ms). A freeze asking for more than the free
@@ -47,6 +49,7 @@ from consortia.modules.investors import (
     check_id,
     check_text,
     is_broker_of,
+    is_contract,
     require_investor,
     require_open_account,
     require_securities_account,
@@ -340,6 +343,13 @@ def pledge(ctx: TxContext, args: PledgeArgs) -> None:
     sender = sender_account(ctx)
     if sender.address != owner.address and not is_broker_of(ctx, sender, acct.org_id):
         raise NotAuthorizedError(f"only the owner of {acct.account_id!r} or its broker may pledge")
+    if sender.address != owner.address and is_contract(ctx, owner.address):
+        # A pledge takes shares out of the free balance: for a contract's account that is the
+        # contract's decision alone (courts and the regulator still freeze it, see ``freeze``).
+        raise NotAuthorizedError(
+            f"securities account {acct.account_id!r} is owned by contract "
+            f"{owner.address.hex()}: only the contract may act for it, not its broker"
+        )
     sec = require_approved(ctx, args.code)
     check_id("pledge_id", args.pledge_id)
     check_text("reference", args.reference)

@@ -18,8 +18,9 @@ redemption by shares) under the "unknown price" rule.
   custody wallet; the investor signs it, since it spends the investor's wallet; suitability is
   checked now and again at confirmation) and ``redeem`` (a number of units, reserved at
   once: the hook refuses every balance decrease — a transfer, a forced transfer — that would leave
-  the holding's free balance below its reserved units; sent by the investor or its broker; the
-  proceeds go to a wallet the investor may spend). An order placed at block time ``t`` is priced at
+  the holding's free balance below its reserved units; sent by the investor or its broker — never
+  a broker for an account a contract owns, ``NOT_AUTHORIZED``; the proceeds go to a wallet the
+  investor may spend). An order placed at block time ``t`` is priced at
   the NAV of ``T = trading_day_of_order(t, cutoff)``: today before the cut-off (default 15:00
   CST), else the next trading day. ``cancel`` (the investor or its broker) works only before the
   cut-off of ``T`` and refunds the subscription / releases the reserved units.
@@ -106,6 +107,7 @@ from consortia.modules.investors import (
     check_id,
     check_text,
     is_broker_of,
+    is_contract,
     require_investor,
     require_open_account,
     require_securities_account,
@@ -326,6 +328,12 @@ def _require_owner_or_broker(ctx: TxContext, acct: SecuritiesAccount) -> bytes:
     if sender.address != inv.address and not is_broker_of(ctx, sender, acct.org_id):
         raise NotAuthorizedError(
             f"only the owner of {acct.account_id!r} or its broker may place or cancel its orders"
+        )
+    if sender.address != inv.address and is_contract(ctx, inv.address):
+        # A contract's units move by the contract's own rules, never by its broker's order.
+        raise NotAuthorizedError(
+            f"securities account {acct.account_id!r} is owned by contract "
+            f"{inv.address.hex()}: only the contract may act for it, not its broker"
         )
     return inv.address
 

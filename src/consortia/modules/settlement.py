@@ -27,6 +27,9 @@ versus payment of securities against e-CNY.
   The buyer's instruction is the payment order for the cash leg: it authorizes paying from the
   wallet linked to the buyer's account, which the investor's address must still be able to spend
   when the trade settles.
+- A securities account a contract owns (its investor's address is a deployed contract,
+  ``investors.is_contract``) is the contract's alone: its broker may not link, instruct or cancel
+  for it (``NOT_AUTHORIZED``), as ``securities.transfer`` refuses it.
 
 State keys:
 
@@ -49,6 +52,7 @@ from consortia.modules.investors import (
     SecuritiesAccount,
     check_id,
     is_broker_of,
+    is_contract,
     require_investor,
     require_open_account,
     require_securities_account,
@@ -138,10 +142,18 @@ def settlement_wallet(ctx: TxContext, account_id: str) -> str:
 
 
 def _require_party(ctx: TxContext, acct: SecuritiesAccount, what: str) -> Investor:
-    """The sender is the account's investor or a broker account of the account's broker."""
+    """The sender is the account's investor or a broker account of the account's broker; never
+    a broker for an account a contract owns (the contract's own rules decide its moves)."""
     owner = require_investor(ctx, acct.investor_id)
     sender = sender_account(ctx)
-    if sender.address != owner.address and not is_broker_of(ctx, sender, acct.org_id):
+    if sender.address == owner.address:
+        return owner
+    if is_broker_of(ctx, sender, acct.org_id) and is_contract(ctx, owner.address):
+        raise NotAuthorizedError(
+            f"securities account {acct.account_id!r} is owned by contract "
+            f"{owner.address.hex()}: only the contract may act for it, not its broker"
+        )
+    if not is_broker_of(ctx, sender, acct.org_id):
         raise NotAuthorizedError(
             f"only the owner of {acct.account_id!r} or its broker may {what} for it"
         )
