@@ -1,4 +1,4 @@
-"""Evidence export over the REST API (``consortia-evidence/1`` bundles, docs/evidence.md).
+"""Evidence export over the REST API (``consortia-evidence`` bundles, docs/evidence.md).
 
 A bundle has a business half (the business block's header, certificate and validator history,
 and the subject: a transaction with its receipt, or a holding / wallet state proof) and an anchor
@@ -11,7 +11,10 @@ the chain's registration). Each half is built by a node of its own chain:
 - a **business** node serves ``GET /v1/evidence/tx/{tx_hash}``,
   ``GET /v1/evidence/holding/{code}/{account_id}?height=N`` and
   ``GET /v1/evidence/wallet/{wallet_id}?height=N`` (signed requests, the rules of
-  ``/v1/tx/{hash}``, the holding and the wallet reads): it builds the business half from its own
+  ``/v1/tx/{hash}``, the holding and the wallet reads), and
+  ``GET /v1/evidence/contract/{address}/{slot}?height=N`` (a contract's storage word; without
+  ``/{slot}`` its account record; ``consortia-evidence/2`` bundles; the rule of raw ``evm/``
+  state reads, ``state_access``: the regulator only): it builds the business half from its own
   store, fetches the anchor half from ``ApiSettings.supervision_api``, and verifies the completed
   bundle with ``verify_bundle`` (against its own genesis and the supervision genesis, whose hash
   must be the one the chain's ``supervision`` light client trusts, when it trusts one) before
@@ -47,10 +50,12 @@ from consortia.api.private import (
     is_regulator,
     read_context,
     securities_account_access,
+    state_access,
     tx_access,
     wallet_id_access,
 )
 from consortia.api.reads import MAX_HASH_BYTES, PRIVATE_PROBLEMS, ApiProblem, Problem, hex_arg
+from consortia.contracts import keys as contract_keys
 from consortia.evidence.bundle import (
     ECNY_ASSET,
     FORMAT,
@@ -68,9 +73,12 @@ from consortia.evidence.export import (
     anchor_evidence,
     anchor_from_obj,
     anchor_to_obj,
+    business_contract,
     business_state,
     business_transaction,
     complete,
+    parse_contract_address,
+    parse_slot,
 )
 from consortia.execution.genesis import Genesis, genesis_from_json
 from consortia.modules import registry, supervision
@@ -355,6 +363,73 @@ def evidence_router(
             at,
             lambda: business_state(chain, account=wallet_id, asset=ECNY_ASSET, height=at),
         )
+
+    contract_response: dict[int | str, dict[str, Any]] = {
+        **bundle_response,
+        200: {
+            "description": "The canonical consortia-evidence/2 bundle file (docs/evidence.md)",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+    }
+
+    async def contract_evidence(
+        address: str, slot: str | None, height: int | None, acct: registry.Account
+    ) -> Response:
+        try:
+            addr = parse_contract_address(address)
+            number = None if slot is None else parse_slot(slot)
+        except ValueError as exc:
+            raise _problem(400, "BAD_REQUEST", str(exc)) from None
+        genesis = genesis_or_404("business")
+        key = (
+            contract_keys.account_key(addr)
+            if number is None
+            else contract_keys.storage_key(addr, number)
+        )
+        what = f"contract 0x{addr.hex()} state"
+        # Raw ``evm/`` state is private: the rule of a raw state read of the same key.
+        if state_access(read_context(backend.head()), acct, key, None) is None:
+            raise forbidden(what)
+        at = check_height(height)
+        chain = business_chain(genesis)
+        return await export(
+            genesis,
+            at,
+            lambda: business_contract(chain, address=addr, slot=number, height=at),
+        )
+
+    @router.get(
+        "/v1/evidence/contract/{address}/{slot}",
+        tags=["evidence"],
+        responses=contract_response,
+        response_class=Response,
+    )
+    async def get_contract_slot_evidence(
+        address: str,
+        slot: str,
+        height: int | None = Query(None, ge=1, le=MAX_HEIGHT),
+        acct: registry.Account = Depends(caller),
+    ) -> Response:
+        """The evidence bundle of storage ``slot`` (decimal or 0x hex) of contract ``address``
+        at ``height`` (default: the head), anchored and verified. Signed request required;
+        allowed as for a raw read of the ``evm/storage/`` key (the regulator). A zero slot is
+        not stored, so it has no record to prove: 404 ``NOT_FOUND``, as for no contract."""
+        return await contract_evidence(address, slot, height, acct)
+
+    @router.get(
+        "/v1/evidence/contract/{address}",
+        tags=["evidence"],
+        responses=contract_response,
+        response_class=Response,
+    )
+    async def get_contract_account_evidence(
+        address: str,
+        height: int | None = Query(None, ge=1, le=MAX_HEIGHT),
+        acct: registry.Account = Depends(caller),
+    ) -> Response:
+        """The evidence bundle of contract ``address``'s account record (nonce, code hash) at
+        ``height`` (default: the head), anchored and verified; the regulator only, as above."""
+        return await contract_evidence(address, None, height, acct)
 
     return router
 

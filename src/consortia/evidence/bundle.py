@@ -1,8 +1,8 @@
 """Offline evidence bundles: the format, and the verifier that needs no node and no network.
 
 A bundle proves one fact about a business chain — a transaction and its outcome, or a holding /
-e-CNY wallet record at a height — to anyone holding the two genesis documents (the business
-chain's and the supervision chain's). It carries:
+e-CNY wallet record, a contract's storage word or its account record at a height — to anyone
+holding the two genesis documents (the business chain's and the supervision chain's). It carries:
 
 - the business **header** of the block and its **commit certificate**, plus the business
   **validator-set history** (every header that announced a new set, certified, with that set), so
@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from consortia import codec
+from consortia.contracts import keys as contract_keys
 from consortia.crypto import CryptoError, Suite, get_suite
 from consortia.execution.genesis import Genesis
 from consortia.ledger import light
@@ -52,6 +53,11 @@ from consortia.modules import anchoring, ecny, securities
 from consortia.modules.anchoring import Anchor, AnchoredChain
 
 FORMAT = "consortia-evidence/1"
+# Version 2 is version 1 plus the contract record kinds; a bundle carries it exactly when its
+# subject is a contract record, so a version-1 verifier refuses such a bundle by its format
+# (rather than as a bad proof) and every version-1 bundle stays byte for byte what it was.
+FORMAT_CONTRACTS = "consortia-evidence/2"
+FORMATS = (FORMAT, FORMAT_CONTRACTS)
 KIND_TRANSACTION = "transaction"
 KIND_STATE = "state"
 KINDS = (KIND_TRANSACTION, KIND_STATE)
@@ -59,6 +65,12 @@ KINDS = (KIND_TRANSACTION, KIND_STATE)
 RECORD_HOLDING = "securities_holding"
 RECORD_WALLET = "ecny_wallet"
 ECNY_ASSET = "ecny"
+# Contract records (``consortia.contracts.keys``): asset = the contract's 20-byte address as 40
+# lowercase hex digits; account = the 32-byte big-endian slot as 64 lowercase hex digits (storage)
+# or "" (the account record: nonce and code hash).
+RECORD_CONTRACT_STORAGE = "contract_storage"
+RECORD_CONTRACT_ACCOUNT = "contract_account"
+CONTRACT_RECORDS = (RECORD_CONTRACT_STORAGE, RECORD_CONTRACT_ACCOUNT)
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024
 MAX_HISTORY = 10_000
 
@@ -153,9 +165,9 @@ class TxSubject:
 
 @dataclass(frozen=True)
 class StateSubject:
-    record: str  # RECORD_HOLDING | RECORD_WALLET
-    asset: str  # security code, or ECNY_ASSET
-    account: str  # securities account id, or wallet id
+    record: str  # RECORD_HOLDING | RECORD_WALLET | RECORD_CONTRACT_STORAGE | ..._ACCOUNT
+    asset: str  # security code, ECNY_ASSET, or a contract address (40 lowercase hex digits)
+    account: str  # securities account id, wallet id, a slot (64 lowercase hex digits), or ""
     proof: StateProof  # membership of the record's key against header.state_root
 
 
@@ -204,8 +216,40 @@ class Proven:
         ]
 
 
+def _exact_hex(text: str, size: int, what: str) -> bytes:
+    """``text`` as ``size`` bytes: exactly ``2 * size`` lowercase hex digits, no prefix (the one
+    spelling, so no character of a bundle's subject is free to change)."""
+    try:
+        data = bytes.fromhex(text)
+    except ValueError:
+        data = b""
+    if len(data) != size or data.hex() != text:
+        raise ValueError(f"{what} must be {2 * size} lowercase hex digits, got {text!r}")
+    return data
+
+
+def contract_subject(address: bytes, slot: int | None) -> tuple[str, str, str]:
+    """``(record, asset, account)`` of storage ``slot`` of contract ``address`` or, with slot
+    None, of its account record."""
+    if len(address) != contract_keys.ADDRESS_SIZE:
+        raise ValueError(f"a contract address is {contract_keys.ADDRESS_SIZE} bytes")
+    if slot is None:
+        return RECORD_CONTRACT_ACCOUNT, address.hex(), ""
+    if not 0 <= slot < 1 << 256:
+        raise ValueError("a storage slot is a 256-bit unsigned number")
+    return RECORD_CONTRACT_STORAGE, address.hex(), slot.to_bytes(32, "big").hex()
+
+
 def state_key_of(record: str, asset: str, account: str) -> bytes:
-    """The state key a state subject proves."""
+    """The state key a state subject proves (``ValueError`` for a subject that names none)."""
+    if record in CONTRACT_RECORDS:
+        address = _exact_hex(asset, contract_keys.ADDRESS_SIZE, "a contract address")
+        if record == RECORD_CONTRACT_ACCOUNT:
+            if account != "":
+                raise ValueError("a contract account record names no slot (account must be '')")
+            return contract_keys.account_key(address)
+        slot = _exact_hex(account, contract_keys.WORD_SIZE, "a storage slot")
+        return contract_keys.storage_key(address, int.from_bytes(slot, "big"))
     if record == RECORD_HOLDING:
         return securities.holding_key(asset, account)
     if record == RECORD_WALLET:
@@ -294,6 +338,14 @@ def _chain_json(c: ChainProof) -> dict[str, Any]:
     }
 
 
+def format_of(b: EvidenceBundle) -> str:
+    """The format a bundle is written in: ``FORMAT_CONTRACTS`` for a contract record, else
+    ``FORMAT``."""
+    if b.state is not None and b.state.record in CONTRACT_RECORDS:
+        return FORMAT_CONTRACTS
+    return FORMAT
+
+
 def bundle_to_obj(b: EvidenceBundle) -> dict[str, Any]:
     """The bundle as the JSON data model (the canonical file is ``bundle_to_json``)."""
     suite = _try_suite(b.business.suite)
@@ -316,7 +368,7 @@ def bundle_to_obj(b: EvidenceBundle) -> dict[str, Any]:
             "proof": _state_proof_json(s.proof),
         }
     return {
-        "format": FORMAT,
+        "format": format_of(b),
         "kind": b.kind,
         "business": _chain_json(b.business),
         "transaction": tx,
@@ -542,8 +594,8 @@ def parse_bundle(data: str | bytes) -> EvidenceBundle:
             "the file is not in canonical layout (one top-level member per line, compact "
             "values, sorted keys, ASCII escapes, final newline)"
         )
-    if d["format"] != FORMAT:
-        raise _fail("bundle.format", f"expected {FORMAT!r}")
+    if d["format"] not in FORMATS:
+        raise _fail("bundle.format", f"expected one of {list(FORMATS)}")
     kind = _str(d["kind"], "bundle.kind")
     business = _chain(d["business"], "bundle.business")
     tx = None
@@ -573,13 +625,19 @@ def parse_bundle(data: str | bytes) -> EvidenceBundle:
             _str(s["account"], "bundle.state.account"),
             _state_proof(s["proof"], "bundle.state.proof"),
         )
-    return EvidenceBundle(
+    bundle = EvidenceBundle(
         kind=kind,
         business=business,
         transaction=tx,
         state=state,
         anchor=anchor_from_obj(d["anchor"], "bundle.anchor"),
     )
+    if d["format"] != format_of(bundle):
+        raise _fail(
+            "bundle.format",
+            f"a bundle of this subject is written as {format_of(bundle)!r}, not {d['format']!r}",
+        )
+    return bundle
 
 
 def anchor_from_obj(obj: Any, path: str = "anchor") -> AnchorEvidence:
@@ -697,6 +755,28 @@ def _decode(cls: type[T], data: bytes, error: type[EvidenceError], what: str) ->
         raise error(f"{what} does not decode: {exc}") from exc
 
 
+def _contract_record(s: StateSubject, value: bytes, height: int) -> tuple[str, str]:
+    """Who and what a proven contract record says (its key already names the contract and
+    slot; the value must be what the contracts module stores there)."""
+    who = f"contract 0x{s.asset}"
+    if s.record == RECORD_CONTRACT_ACCOUNT:
+        account = _decode(
+            contract_keys.ContractAccount, value, StateProofError, "the contract account record"
+        )
+        if len(account.code_hash) != 32:
+            raise StateProofError("the contract account's code hash is not 32 bytes")
+        return who, (
+            f"account at height {height}: nonce {account.nonce}, "
+            f"code hash (Keccak-256) 0x{account.code_hash.hex()}"
+        )
+    # A zero word is never stored (the key is deleted), so a stored value is a non-zero word.
+    if len(value) != contract_keys.WORD_SIZE or not any(value):
+        raise StateProofError("the storage value is not a non-zero 32-byte word")
+    word = int.from_bytes(value, "big")
+    slot = int(s.account, 16)
+    return who, f"slot {hex(slot)} = {hex(word)} ({word}) at height {height}"
+
+
 def _render_args(args: dict[str, Any]) -> str:
     return json.dumps(codec.hex_dump(codec.to_cbor(args)), sort_keys=True, ensure_ascii=False)
 
@@ -808,7 +888,9 @@ def _verify(
             StateProofError,
             f"{s.record} at height {header.height}",
         )
-        if s.record == RECORD_HOLDING:
+        if s.record in CONTRACT_RECORDS:
+            who, what = _contract_record(s, value, header.height)
+        elif s.record == RECORD_HOLDING:
             holding = _decode(securities.Holding, value, StateProofError, "the holding record")
             if (holding.code, holding.account_id) != (s.asset, s.account):
                 raise StateProofError("the holding record is of another security or account")
@@ -911,10 +993,15 @@ def _verify(
 
 
 __all__ = [
+    "CONTRACT_RECORDS",
     "ECNY_ASSET",
     "FORMAT",
+    "FORMATS",
+    "FORMAT_CONTRACTS",
     "KIND_STATE",
     "KIND_TRANSACTION",
+    "RECORD_CONTRACT_ACCOUNT",
+    "RECORD_CONTRACT_STORAGE",
     "RECORD_HOLDING",
     "RECORD_WALLET",
     "AnchorEvidence",
@@ -939,7 +1026,9 @@ __all__ = [
     "anchor_to_obj",
     "bundle_to_json",
     "bundle_to_obj",
+    "contract_subject",
     "cst_time",
+    "format_of",
     "parse_bundle",
     "state_key_of",
     "verify_bundle",

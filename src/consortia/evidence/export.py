@@ -4,16 +4,17 @@ builds them from its node's own store and fetches the anchor half from a supervi
 A bundle has two halves built on different chains:
 
 - the **business half** (``BusinessEvidence``: the business header, its certificate and validator
-  history, and the subject: a transaction with its receipt, or a holding / wallet state proof),
-  built from the business chain (``business_transaction``, ``business_state``);
+  history, and the subject: a transaction with its receipt, or a holding / wallet / contract
+  state proof), built from the business chain (``business_transaction``, ``business_state``,
+  ``business_contract``);
 - the **anchor half** (``AnchorEvidence``: state proofs of the anchor of that business block and
   of the chain's registration, against a certified supervision header), built from the
   supervision chain (``anchor_evidence``); ``anchor_to_obj`` / ``anchor_from_obj`` carry it as
   JSON (exactly the ``anchor`` member of the bundle file).
 
-``complete`` joins them into an ``EvidenceBundle``. ``export_transaction`` / ``export_state`` do
-all of it from two node homes. Stores are opened read-only, each through one snapshot, so a
-running node may keep writing.
+``complete`` joins them into an ``EvidenceBundle``. ``export_transaction`` / ``export_state`` /
+``export_contract`` do all of it from two node homes. Stores are opened read-only, each through
+one snapshot, so a running node may keep writing.
 
 The store keeps only the latest state, so what needs older state is replayed from genesis with
 ``apply_block`` (as ``ledger verify`` does): the validator set a header announced (the state's next
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from consortia import codec
+from consortia.contracts import keys as contract_keys
 from consortia.crypto import Suite, get_suite
 from consortia.evidence.bundle import (
     ECNY_ASSET,
@@ -45,6 +47,7 @@ from consortia.evidence.bundle import (
     TxSubject,
     anchor_from_obj,
     anchor_to_obj,
+    contract_subject,
     state_key_of,
 )
 from consortia.execution.apply import apply_block
@@ -283,6 +286,21 @@ def business_state(
     ``"ecny"``, e-CNY wallet ``account``) at ``height`` (replays blocks 1..height)."""
     record, asset = state_subject(account, asset)
     key = state_key_of(record, asset, account)
+    state, chain_proof = _state_at(chain, height, progress)
+    proof = state.tree.prove(key)
+    if proof.value is None:
+        what = "wallet" if record == RECORD_WALLET else f"holding of {asset}"
+        raise UnknownSubjectError(f"no {what} for {account!r} at height {height}")
+    return BusinessEvidence(
+        KIND_STATE, chain_proof, None, StateSubject(record, asset, account, proof)
+    )
+
+
+def _state_at(
+    chain: ExportChain, height: int, progress: Progress | None
+) -> tuple[ChainState, ChainProof]:
+    """The state after block ``height`` (replayed 1..height, its root checked against the
+    header) and the chain proof of that header."""
     if not 1 <= height <= chain.head:
         raise ExportError(f"height {height} is outside 1..{chain.head} of {chain.label}")
     announcing = chain.announcing(height)
@@ -290,15 +308,67 @@ def business_state(
     header = chain.block(height).header
     if state.state_root != header.state_root:
         raise ExportError(f"{chain.label}: replayed state root differs from header {height}")
-    proof = state.tree.prove(key)
+    return state, chain.proof(header, sets, announcing)
+
+
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def parse_contract_address(text: str) -> bytes:
+    """A contract address as people write it: 40 hex digits, optionally ``0x``-prefixed
+    (``ValueError`` otherwise)."""
+    digits = text.lower().removeprefix("0x")
+    if len(digits) != 2 * contract_keys.ADDRESS_SIZE or not set(digits) <= _HEX_DIGITS:
+        raise ValueError(f"{text!r} is not a 20-byte hex address")
+    return bytes.fromhex(digits)
+
+
+def parse_slot(text: str) -> int:
+    """A storage slot as people write it: decimal digits, or hex digits after ``0x`` (nothing
+    else: no sign, spaces or underscores); below 2**256 (``ValueError`` otherwise)."""
+    lowered = text.lower()
+    if lowered.startswith("0x"):
+        digits, base, alphabet = lowered[2:], 16, _HEX_DIGITS
+    else:
+        digits, base, alphabet = lowered, 10, frozenset("0123456789")
+    if not digits or len(digits) > 80 or not set(digits) <= alphabet:
+        raise ValueError(f"{text!r} is not a slot number (decimal, or hex after 0x)")
+    slot = int(digits, base)
+    if slot >= 1 << 256:
+        raise ValueError(f"{text!r} is not a 256-bit slot number")
+    return slot
+
+
+def business_contract(
+    chain: ExportChain,
+    *,
+    address: bytes,
+    slot: int | None,
+    height: int,
+    progress: Progress | None = None,
+) -> BusinessEvidence:
+    """The business half proving storage ``slot`` of contract ``address`` at ``height`` (with
+    slot None: the contract's account record, its nonce and code hash). A zero word is not
+    stored (reading it as zero is the EVM's rule, not a record), so a zero slot has nothing to
+    prove by membership and is refused (``UnknownSubjectError``), as is an address that holds
+    no contract at that height."""
+    try:
+        record, asset, account = contract_subject(address, slot)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from exc
+    state, chain_proof = _state_at(chain, height, progress)
+    if state.tree.get(contract_keys.account_key(address)) is None:
+        raise UnknownSubjectError(f"no contract at 0x{address.hex()} at height {height}")
+    proof = state.tree.prove(state_key_of(record, asset, account))
     if proof.value is None:
-        what = "wallet" if record == RECORD_WALLET else f"holding of {asset}"
-        raise UnknownSubjectError(f"no {what} for {account!r} at height {height}")
+        assert slot is not None  # the account record was just found
+        raise UnknownSubjectError(
+            f"slot {hex(slot)} of contract 0x{address.hex()} is zero at height {height}: a "
+            "zero word is not stored, so there is no record to prove (prove the contract's "
+            "account record to show the contract exists)"
+        )
     return BusinessEvidence(
-        KIND_STATE,
-        chain.proof(header, sets, announcing),
-        None,
-        StateSubject(record, asset, account, proof),
+        KIND_STATE, chain_proof, None, StateSubject(record, asset, account, proof)
     )
 
 
@@ -398,6 +468,25 @@ def export_state(
     return _anchored(half, supervision_home)
 
 
+def export_contract(
+    home: Path,
+    supervision_home: Path,
+    *,
+    address: bytes,
+    slot: int | None,
+    height: int,
+    progress: Progress | None = None,
+) -> EvidenceBundle:
+    """The bundle proving storage ``slot`` of contract ``address`` (slot None: its account
+    record) at ``height``, anchored like a transaction bundle."""
+    _check_tiers(home, supervision_home)
+    with _open(home) as (chain, _):
+        half = business_contract(
+            chain, address=address, slot=slot, height=height, progress=progress
+        )
+    return _anchored(half, supervision_home)
+
+
 __all__ = [
     "BusinessEvidence",
     "ChainReader",
@@ -409,10 +498,14 @@ __all__ = [
     "anchor_evidence",
     "anchor_from_obj",
     "anchor_to_obj",
+    "business_contract",
     "business_state",
     "business_transaction",
     "complete",
+    "export_contract",
     "export_state",
     "export_transaction",
+    "parse_contract_address",
+    "parse_slot",
     "state_subject",
 ]
