@@ -60,6 +60,7 @@ from consortia.node.relay import (
     report_id,
 )
 from tests.chainkit import make_consortium
+from tests.futureskit import CODE, futures_world, settle_tx, trade_tx
 from tests.test_funds import MON, TUE, at, confirm_tx, fund_world, hm, nav_tx, red_tx, sub_tx
 from tests.test_investors import commit_ok, open_account_tx, open_investor_tx, register
 from tests.test_metrics import Family, parse_exposition, value_of
@@ -599,6 +600,42 @@ def test_fund_settlement_mapping() -> None:
     assert redeemed[0]["gross_fen"] == 101_000  # 100,000 units (1,000 shares) at ¥1.01
     # The units created for S2 are an issuance.
     assert [f["account_id"] for f in by_category(found, "registration")] == ["SA-B"]
+
+
+def test_futures_settlement_and_large_position_mappings() -> None:
+    c, d = futures_world(deposits={"FA-A": 900_000, "FA-B": 900_000})
+    at(d, hm(MON, 10), [trade_tx(c, "T1", "FA-A", "FA-B", 80, 10_000)])  # 80% of the limit
+    p = at(d, hm(MON, 16), [settle_tx(c, MON, {CODE: 10_200})])
+    found, skipped = report_candidates("business-1", 9, p.receipts)
+    assert skipped == 0
+    tx_hash = p.receipts[0].tx_hash.hex()
+    assert [c.category for c in checked(found)] == ["regulatory_object"] * 3
+    assert by_category(found, "regulatory_object") == [
+        {
+            "rule": "futures_daily_settlement",
+            "subject": CODE,
+            "detail": f"{CODE} settled {MON} at 10200 (previous 10000); open interest 80 lots; "
+            "variation margin 160000 fen paid across 2 account(s)",
+            "severity": "low",
+            "tx_hash": tx_hash,
+        },
+        {
+            "rule": "futures_large_position",
+            "subject": "FA-A",
+            "detail": f"investor INV-A at broker-a on {MON}: {CODE} long 80 short 0 (threshold 80)",
+            "severity": "medium",
+            "tx_hash": tx_hash,
+        },
+        {
+            "rule": "futures_large_position",
+            "subject": "FA-B",
+            "detail": f"investor INV-B at broker-b on {MON}: {CODE} long 0 short 80 (threshold 80)",
+            "severity": "medium",
+            "tx_hash": tx_hash,
+        },
+    ]
+    # Each report has its own deterministic id.
+    assert len({c.report_id for c in found}) == 3
 
 
 def test_an_event_that_makes_no_valid_report_is_skipped_and_counted() -> None:

@@ -12,6 +12,7 @@ from consortia.modules import (
     ecny,
     enforcement,
     funds,
+    futures,
     governance,
     insurance,
     investors,
@@ -41,6 +42,7 @@ NATIVE_MODULES: dict[str, Module] = {
         orders.MODULE,
         supervision.MODULE,
         contracts.MODULE,
+        futures.MODULE,
     )
 }
 
@@ -62,6 +64,7 @@ TIER_MODULES: dict[str, frozenset[str]] = {
             "insurance",
             "supervision",
             "contracts",
+            "futures",
         }
     ),
     "supervision": frozenset({"registry", "governance", "anchoring", "reports", "orders"}),

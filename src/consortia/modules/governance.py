@@ -91,11 +91,15 @@ ECNY_LARGE_VALUE_PARAM = "ecny.large_value_fen"
 # EVM gas per transaction and per block (defaults in the contracts module): at least one
 # message's intrinsic gas, at most a bound on the work one block may ask of every node.
 CONTRACT_GAS_PARAMS: tuple[str, ...] = ("contracts.max_tx_gas", "contracts.max_block_gas")
+# Futures: a client's lots in one contract (either side) from which the daily settlement files a
+# large-position report (default in the futures module: 80% of the contract's position limit).
+FUTURES_LARGE_POSITION_PARAM = "futures.large_position_lots"
 PARAMS: dict[str, tuple[int, int]] = {
     THRESHOLD_PARAM: (5_001, 10_000),  # more than half, at most everyone
     ECNY_LARGE_VALUE_PARAM: (1, MAX_FEN),
     **dict.fromkeys(ECNY_LIMIT_PARAMS, (1, MAX_FEN)),
     **dict.fromkeys(CONTRACT_GAS_PARAMS, (21_000, 1_000_000_000)),
+    FUTURES_LARGE_POSITION_PARAM: (1, 1_000_000),
 }
 # Genesis ``params`` entries that seed a chain parameter: genesis name -> parameter name
 # (the parameter name with "." spelled "_", e.g. ``ecny_cat4_daily_fen``).
@@ -103,7 +107,12 @@ GENESIS_PARAMS: dict[str, str] = {
     "governance_threshold_bp": THRESHOLD_PARAM,
     **{
         name.replace(".", "_"): name
-        for name in (ECNY_LARGE_VALUE_PARAM, *ECNY_LIMIT_PARAMS, *CONTRACT_GAS_PARAMS)
+        for name in (
+            ECNY_LARGE_VALUE_PARAM,
+            *ECNY_LIMIT_PARAMS,
+            *CONTRACT_GAS_PARAMS,
+            FUTURES_LARGE_POSITION_PARAM,
+        )
     },
 }
 BP = 10_000

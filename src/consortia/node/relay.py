@@ -409,7 +409,41 @@ def _map_event(
             "account_type": "securities",
             "status": "open" if kind == "account_opened" else "closed",
         }
+    if module == "futures" and kind in ("daily_settlement", "large_position"):
+        return _futures_report(kind, a, tx_hash)
     return None
+
+
+def _futures_report(
+    kind: str, a: dict[str, Any], tx_hash: str
+) -> tuple[str, dict[str, reports.FieldValue]]:
+    """``regulatory_object`` reports of the futures module (JR/T 0315 has no futures category):
+    a contract's daily settlement summary and a client's large-position report."""
+    if kind == "daily_settlement":
+        variation = [int(vm) for _, vm in a["variation"]]
+        detail = (
+            f"{a['code']} settled {a['trading_day']} at {a['settlement_price']} (previous "
+            f"{a['previous_price']}); open interest {a['open_interest']} lots; "
+            f"variation margin {sum(v for v in variation if v > 0)} fen paid across "
+            f"{len(variation)} account(s)"
+        )
+        return "regulatory_object", {
+            "rule": "futures_daily_settlement",
+            "subject": a["code"],
+            "detail": detail,
+            "severity": "low",
+            "tx_hash": tx_hash,
+        }
+    held = "; ".join(
+        f"{code} long {lo} short {sh} (threshold {t})" for code, lo, sh, t in a["positions"]
+    )
+    return "regulatory_object", {
+        "rule": "futures_large_position",
+        "subject": a["account_id"],
+        "detail": f"investor {a['investor_id']} at {a['firm_org']} on {a['trading_day']}: {held}",
+        "severity": "medium",
+        "tx_hash": tx_hash,
+    }
 
 
 FUND_CONFIRMATIONS = ("subscription_confirmed", "redemption_confirmed")
@@ -463,6 +497,12 @@ def report_candidates(
       the confirmed subscriptions' amount_fen, sum of the redemptions' gross_fen): a trading day
       confirmed in several batches has a report per batch. Refunded / failed orders count in
       neither sum.
+    - ``futures/daily_settlement`` → ``regulatory_object`` (rule ``futures_daily_settlement``,
+      subject = the contract code, a detail line: day, settlement and previous price, open
+      interest, variation margin paid; severity low) and ``futures/large_position`` →
+      ``regulatory_object`` (rule ``futures_large_position``, subject = the futures account, the
+      positions at or above the threshold in the detail; severity medium): the standard has no
+      futures category, and regulatory objects are what the regulator supervises.
 
     Not mapped (no category fits without inventing fields): ``security_applied`` /
     ``security_approved`` (``product`` needs a name and a product type the events lack),
