@@ -23,6 +23,7 @@ from consortia.cli.api_cmd import app as api_app
 from consortia.cli.contract_cmd import app as contract_app
 from consortia.cli.crypto_cmd import app as crypto_app
 from consortia.cli.evidence_cmd import app as evidence_app
+from consortia.cli.notary_cmd import app as notary_app
 from consortia.cli.progress import make_progress, progress_bar
 from consortia.cli.relay_cmd import relay as relay_command
 from consortia.cli.supervise_cmd import app as supervise_app
@@ -74,6 +75,7 @@ app.command("tx")(tx_command)
 app.command("relay")(relay_command)
 app.add_typer(supervise_app, name="supervise")
 app.add_typer(contract_app, name="contract")
+app.add_typer(notary_app, name="notary")
 
 # Wide enough for the demo table when output is not a terminal (CI logs, pipes).
 console = Console(width=None if sys.stdout.isatty() else 120)

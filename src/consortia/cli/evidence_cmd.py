@@ -16,12 +16,16 @@ from typing import Annotated, NoReturn
 import typer
 
 from consortia import codec
+from consortia.cli.notary_cmd import hash_file
 from consortia.cli.progress import progress_bar
+from consortia.crypto import get_suite
 from consortia.evidence.bundle import (
     EvidenceBundle,
     EvidenceError,
     Proven,
     bundle_to_json,
+    check_deposited_file,
+    parse_bundle,
     verify_bundle,
 )
 from consortia.evidence.export import (
@@ -233,8 +237,17 @@ def verify_cmd(
         ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            help="A notarized document: also check that the bundle is its deposit (same size, "
+            "SHA-256 and suite hash).",
+        ),
+    ] = None,
 ) -> None:
-    """Verify a bundle offline: no node, no network, only the two genesis files."""
+    """Verify a bundle offline: no node, no network, only the two genesis files (and, with
+    --file, that the bundle is the notary deposit of that very file)."""
     if len(genesis) != 2:
         _fail("give --genesis twice: the business chain's and the supervision chain's", EXIT_USAGE)
     first, second = (_load_genesis(p) for p in genesis)
@@ -245,8 +258,18 @@ def verify_cmd(
         data = bundle.read_bytes()
     except OSError as exc:
         _fail(f"cannot read {bundle}: {exc.strerror or exc}", EXIT_USAGE)
+    digests = None
+    if file is not None:
+        try:
+            digests = hash_file(file, get_suite(business.suite), quiet=as_json)
+        except OSError as exc:
+            _fail(f"cannot read {file}: {exc.strerror or exc}", EXIT_USAGE)
+    deposit_id = None
     try:
-        proven = verify_bundle(data, business, supervision)
+        parsed = parse_bundle(data)
+        proven = verify_bundle(parsed, business, supervision)
+        if digests is not None:
+            deposit_id = check_deposited_file(parsed, digests)
     except EvidenceError as exc:
         if as_json:
             typer.echo(
@@ -259,8 +282,23 @@ def verify_cmd(
         sys.stdout.flush()
         raise typer.Exit(EXIT_INVALID) from None
     if as_json:
-        typer.echo(_proven_json(proven))
+        text = _proven_json(proven)
+        if deposit_id is not None and digests is not None:
+            obj = json.loads(text)
+            obj["file"] = {
+                "path": str(file),
+                "deposit_id": deposit_id,
+                "size": digests.size,
+                "sha256": digests.sha256.hex(),
+            }
+            text = json.dumps(obj, indent=2)
+        typer.echo(text)
         return
+    if deposit_id is not None and digests is not None:
+        typer.echo(
+            f"FILE {file} is deposit {deposit_id} (sha256 {digests.sha256.hex()}, "
+            f"{digests.size} bytes)"
+        )
     typer.echo(
         f"VERIFIED {bundle} offline against genesis {business.chain_id} and {supervision.chain_id}:"
     )

@@ -992,6 +992,55 @@ def _verify(
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# A notarized file against a deposit bundle (``consortia evidence verify --file``)
+
+NOTARY_MODULE = "notary"
+NOTARY_DEPOSIT = "deposit"
+
+
+class FileMismatchError(EvidenceError):
+    check = "file"
+
+
+@dataclass(frozen=True)
+class FileDigests:
+    """What a file is checked by: its size, SHA-256 and its hash with the business suite."""
+
+    size: int
+    sha256: bytes
+    suite_hash: bytes
+
+
+def check_deposited_file(b: EvidenceBundle, file: FileDigests) -> str:
+    """That ``b`` (already verified by ``verify_bundle``) is the bundle of a successful
+    ``notary.deposit`` transaction of exactly this file: same size, SHA-256 and suite hash.
+    Returns the deposit id; raises ``FileMismatchError`` naming what differs."""
+    t = b.transaction
+    if t is None or (t.transaction.module, t.transaction.method) != (
+        NOTARY_MODULE,
+        NOTARY_DEPOSIT,
+    ):
+        raise FileMismatchError("the bundle is not the evidence of a notary deposit")
+    if t.receipt.status != TxStatus.OK:
+        raise FileMismatchError(f"the deposit transaction failed ({t.receipt.code})")
+    args = t.transaction.args
+    if args.get("size") != file.size:
+        raise FileMismatchError(
+            f"the file has {file.size} bytes, the deposited document {args.get('size')}"
+        )
+    if args.get("sha256") != file.sha256:
+        raise FileMismatchError("the file's SHA-256 is not the deposited one")
+    if args.get("suite_hash") != file.suite_hash:
+        raise FileMismatchError(f"the file's {b.business.suite} hash is not the deposited one")
+    for event in t.receipt.events:
+        if (event.module, event.kind) == (NOTARY_MODULE, "deposited"):
+            deposit_id = event.attributes.get("deposit_id")
+            if isinstance(deposit_id, str):
+                return deposit_id
+    raise FileMismatchError("the deposit transaction reported no deposit id")
+
+
 __all__ = [
     "CONTRACT_RECORDS",
     "ECNY_ASSET",
@@ -1010,6 +1059,8 @@ __all__ = [
     "ChainProof",
     "EvidenceBundle",
     "EvidenceError",
+    "FileDigests",
+    "FileMismatchError",
     "GenesisMismatchError",
     "HeaderCertificateError",
     "InclusionProof",
@@ -1026,6 +1077,7 @@ __all__ = [
     "anchor_to_obj",
     "bundle_to_json",
     "bundle_to_obj",
+    "check_deposited_file",
     "contract_subject",
     "cst_time",
     "format_of",

@@ -67,7 +67,7 @@ from consortia.ledger.types import (
     decode_certificate,
     decode_receipts,
 )
-from consortia.modules import anchoring
+from consortia.modules import anchoring, notary
 from consortia.node.local import DATA_DIR, load_genesis
 from consortia.storage import ChainStore
 from consortia.storage.store import Snapshot
@@ -487,6 +487,34 @@ def export_contract(
     return _anchored(half, supervision_home)
 
 
+def deposit_tx_hash(chain: ExportChain, read: notary.Read, deposit_id: str) -> bytes:
+    """The id of the ``notary.deposit`` transaction that created deposit ``deposit_id``: the
+    deposit record (read by ``read``) names its block, whose receipts name the deposit."""
+    deposit = notary.load_deposit(read, deposit_id)
+    if deposit is None:
+        raise UnknownSubjectError(f"no deposit {deposit_id!r} in {chain.label}")
+    receipts = chain.reader.receipts(deposit.height) if deposit.height <= chain.head else None
+    for receipt in receipts or ():
+        for event in receipt.events:
+            if (event.module, event.kind) == (notary.NAME, "deposited") and event.attributes.get(
+                "deposit_id"
+            ) == deposit_id:
+                return receipt.tx_hash
+    raise ExportError(f"{chain.label}: block {deposit.height} does not record {deposit_id}")
+
+
+def export_deposit(
+    home: Path, supervision_home: Path, deposit_id: str, *, progress: Progress | None = None
+) -> EvidenceBundle:
+    """The transaction bundle of the ``notary.deposit`` that created ``deposit_id`` (see
+    docs/notary.md), anchored; ``consortia evidence verify --file`` checks a file against it."""
+    _check_tiers(home, supervision_home)
+    with _open(home) as (chain, snap):
+        tx_hash = deposit_tx_hash(chain, snap.state_get, deposit_id)
+        half = business_transaction(chain, tx_hash, progress)
+    return _anchored(half, supervision_home)
+
+
 __all__ = [
     "BusinessEvidence",
     "ChainReader",
@@ -502,7 +530,9 @@ __all__ = [
     "business_state",
     "business_transaction",
     "complete",
+    "deposit_tx_hash",
     "export_contract",
+    "export_deposit",
     "export_state",
     "export_transaction",
     "parse_contract_address",

@@ -16,6 +16,7 @@ from consortia.modules import (
     governance,
     insurance,
     investors,
+    notary,
     orders,
     registry,
     reports,
@@ -43,6 +44,7 @@ NATIVE_MODULES: dict[str, Module] = {
         supervision.MODULE,
         contracts.MODULE,
         futures.MODULE,
+        notary.MODULE,
     )
 }
 
@@ -65,6 +67,7 @@ TIER_MODULES: dict[str, frozenset[str]] = {
             "supervision",
             "contracts",
             "futures",
+            "notary",
         }
     ),
     "supervision": frozenset({"registry", "governance", "anchoring", "reports", "orders"}),

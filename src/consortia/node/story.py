@@ -8,14 +8,20 @@ chain's state after the step; every check compares it with what the rules say it
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from functools import cache
+from pathlib import Path
+from typing import Any, Final, Protocol, TypeVar
 
 from consortia import codec
+from consortia.contracts import keys as evm_keys
+from consortia.contracts import toolchain
+from consortia.contracts.abi import ContractAbi
 from consortia.crypto import CryptoError, KeyPair, Suite
 from consortia.ledger.types import Transaction
-from consortia.modules import ecny, enforcement, funds, securities
+from consortia.modules import ecny, enforcement, funds, governance, registry, securities
 from consortia.modules.calendar import (
     HOUR_MS,
     cst_date,
@@ -23,10 +29,16 @@ from consortia.modules.calendar import (
     next_trading_day,
     trading_day_of_order,
 )
+from consortia.modules.contracts import ContractInfo, approval_key, code_hash, info_key
 from consortia.modules.investors import open_identity, seal_identity
 
 T = TypeVar("T")
 YUAN = 100  # fen
+DAY_MS = 86_400_000
+
+EXAMPLE_CONTRACTS: Final = Path(__file__).resolve().parents[3] / "examples" / "contracts"
+_INTERFACE_IMPORT: Final = 'import "../interfaces/IConsortia.sol";'
+CONTRACT_GAS: Final = 3_000_000  # ample for PrepaidEscrow's deployment and calls
 
 
 @dataclass(frozen=True)
@@ -369,6 +381,206 @@ class Story:
             "the issuer's wallet received the prepayment",
             self.cash("W-ISSUER") == 1_500 * YUAN,
             f"¥{self.cash('W-ISSUER') / YUAN:,.2f}",
+        )
+
+    def voters(self) -> tuple[tuple[str, ...], int, int]:
+        """Who casts each voting organization's vote, and how many approvals pass a proposal.
+
+        Read from the chain, never assumed: the voting organizations are the active members of a
+        voting kind (``registry.NON_VOTING_KINDS``), each voting through the first of the story's
+        keys that is its org_admin; the threshold is governance's rule (two thirds, or the
+        ``governance.threshold_bp`` parameter). Returns (voter key names in registry order, the
+        approvals needed, the number of voting organizations)."""
+        orgs = self.record(registry.ORG_LIST_KEY, registry.OrgList)
+        voting = []
+        for org_id in () if orgs is None else orgs.org_ids:
+            org = self.record(registry.org_key(org_id), registry.Organization)
+            if org is not None and org.active and org.kind not in registry.NON_VOTING_KINDS:
+                voting.append(org_id)
+        admins: dict[str, str] = {}
+        for name in self.keys:
+            acct = self.record(registry.account_key(self.addr(name)), registry.Account)
+            if acct is not None and "org_admin" in acct.roles and acct.org_id in voting:
+                admins.setdefault(acct.org_id, name)
+        bp = self.record(governance.param_key(governance.THRESHOLD_PARAM), governance.ParamValue)
+        n = len(voting)
+        need = next(
+            (
+                k
+                for k in range(1, n + 1)
+                if (k * 3 >= n * 2 if bp is None else k * governance.BP >= n * bp.value)
+            ),
+            n + 1,  # no voting organization: nothing can pass
+        )
+        return tuple(admins[o] for o in voting if o in admins), need, n
+
+    def call_contract(
+        self, who: str, address: bytes, abi: ContractAbi, function: str, *args: Any
+    ) -> Transaction:
+        calldata = abi.encode_call(function, *args)
+        return self.tx(
+            who,
+            "contracts",
+            "call",
+            {"address": address, "data": calldata, "gas_limit": CONTRACT_GAS},
+        )
+
+    def contracts(self) -> None:
+        """Prepaid funds as a member's smart contract (PrepaidEscrow.sol): governance approves
+        its code, the merchant deploys it, and money moves only under the e-CNY wallet rules."""
+        compiled_label = (
+            f"the merchant's PrepaidEscrow.sol compiles (solc {toolchain.SOLC_VERSION})"
+        )
+        try:
+            compiled = prepaid_escrow()
+        except (toolchain.ToolchainError, toolchain.CompileError, OSError) as exc:
+            # No silent skip: the chapter fails, saying why (usually: run scripts/toolchain.sh).
+            self.check(compiled_label, False, str(exc))
+            return
+        self.check(compiled_label, True, f"{len(compiled.init_code):,} bytes of init code")
+        abi = ContractAbi.parse(list(compiled.abi))
+        hash_ = code_hash(self.suite, compiled.init_code)
+
+        voters, need, voting = self.voters()
+        if len(voters) < need:
+            self.check(
+                "governance can approve contract code",
+                False,
+                f"{need} of {voting} voting organizations must approve; the story holds keys "
+                f"of {len(voters)} org_admins",
+            )
+            return
+        counter = self.record(governance.NEXT_ID_KEY, governance.Counter)
+        proposal_id = 1 if counter is None else counter.value
+        self.must(
+            f"{voters[0]} proposes approving PrepaidEscrow's code hash",
+            [
+                self.tx(
+                    voters[0],
+                    "governance",
+                    "propose_contract",
+                    {
+                        "action": "approve_code",
+                        "subject": hash_,
+                        "reason": "Shenzhen Tech's prepaid-card escrow, code reviewed",
+                    },
+                )
+            ],
+        )
+        if need > 1:
+            self.must(
+                f"{need - 1} more voting organizations approve ({need} of {voting} pass it)",
+                [
+                    self.tx(name, "governance", "approve", {"proposal_id": proposal_id})
+                    for name in voters[1:need]
+                ],
+            )
+        approved = self.chain.get(approval_key(hash_)) is not None
+        self.check(
+            "the code hash is approved for deployment",
+            approved,
+            f"proposal {proposal_id}, code hash {hash_.hex()[:16]}…",
+        )
+
+        merchant, escrow_wallet = self.addr("issuer"), "W-PREPAID-ESC"
+        expires_s = (self.chain.now_ms() + 90 * DAY_MS) // 1000
+        deploy = self.tx(
+            "issuer",
+            "contracts",
+            "deploy",
+            {
+                "code": compiled.init_code,
+                "args": abi.encode_constructor(
+                    "0x" + merchant.hex(), escrow_wallet, "W-ISSUER", expires_s
+                ),
+                "gas_limit": CONTRACT_GAS,
+                "abi": json.dumps(list(compiled.abi)),
+            },
+        )
+        address = evm_keys.create_address(merchant, deploy.nonce)
+        self.must("the merchant (the issuer) deploys PrepaidEscrow", [deploy])
+        info = self.record(info_key(address), ContractInfo)
+        self.check(
+            "the contract is at the address its deployer computed, with the approved code",
+            info is not None and info.deployer == merchant and info.code_hash == hash_,
+            f"0x{address.hex()}",
+        )
+
+        # The merchant's operator bank (W-ISSUER is at BOCOM) opens the wallet for the contract.
+        commitment, sealed, _ = seal_identity(
+            self.suite,
+            demo_identity("prepaid escrow"),
+            self.keys["bocom-admin"].public_key,
+            self.keys["regulator"].public_key,
+        )
+        self.must(
+            "the merchant's bank opens the contract's own escrow wallet (category 3: ¥5,000 a "
+            "payment)",
+            [
+                self.tx(
+                    "bocom-admin",
+                    "ecny",
+                    "open_wallet",
+                    {
+                        "wallet_id": escrow_wallet,
+                        "owner": address,
+                        "kind": "corporate",
+                        "category": 3,
+                        "identity_commitment": commitment,
+                        "sealed_identity": sealed,
+                    },
+                )
+            ],
+        )
+        price = 8_000 * YUAN
+        self.must(
+            "alice pays ¥8,000 for a prepaid card into the escrow wallet",
+            [self.pay("alice", "W-ALICE", escrow_wallet, price)],
+        )
+        alice = "0x" + self.addr("alice").hex()
+        self.must(
+            "the merchant issues alice's card (the contract checks the money is in escrow)",
+            [
+                self.call_contract(
+                    "issuer", address, abi, "issueCard", "CARD-1", alice, "W-ALICE", price
+                )
+            ],
+        )
+
+        def books() -> tuple[int, int, int]:
+            """The merchant's and the escrow's wallets, and the contract's outstanding total
+            (storage slot 3: escrowWallet, merchantWallet, merchantDefaulted come first)."""
+            word = self.chain.get(evm_keys.storage_key(address, 3))
+            owed = 0 if word is None else int.from_bytes(word, "big")
+            return self.cash("W-ISSUER"), self.cash(escrow_wallet), owed
+
+        merchant_cash, escrowed, owed = books()
+        self.check(
+            "the escrow wallet holds the card's price, and the contract owes it",
+            escrowed == price and owed == price,
+            f"escrow ¥{escrowed / YUAN:,.2f}, outstanding ¥{owed / YUAN:,.2f}",
+        )
+        used = 1_000 * YUAN
+        self.must(
+            "alice confirms a ¥1,000 service: the contract pays the merchant from escrow",
+            [self.call_contract("alice", address, abi, "release", "CARD-1", used)],
+        )
+        after = books()
+        self.check(
+            "the merchant's wallet received exactly ¥1,000; escrow and card ¥1,000 less",
+            after == (merchant_cash + used, escrowed - used, owed - used),
+            f"merchant +¥{(after[0] - merchant_cash) / YUAN:,.2f}, "
+            f"escrow ¥{after[1] / YUAN:,.2f}, outstanding ¥{after[2] / YUAN:,.2f}",
+        )
+        self.expect(
+            "a ¥5,000.01 release breaks the escrow wallet's per-payment limit (¥5,000)",
+            self.call_contract("alice", address, abi, "release", "CARD-1", 500_001),
+            "PER_PAYMENT_LIMIT_EXCEEDED",
+        )
+        self.check(
+            "the refused release changed nothing (wallets and the contract's books)",
+            books() == after,
+            f"merchant ¥{after[0] / YUAN:,.2f}, escrow ¥{after[1] / YUAN:,.2f}",
         )
 
     def delivery_versus_payment(self) -> None:
@@ -890,12 +1102,29 @@ def demo_identity(name: str) -> dict[str, Any]:
     }
 
 
+@cache
+def prepaid_escrow() -> toolchain.CompiledContract:
+    """examples/contracts/prepaid/PrepaidEscrow.sol compiled with the pinned solc-js; its import
+    of the interfaces is inlined, since the toolchain compiles one source. Raises
+    ``ToolchainError`` (compiler missing: run scripts/toolchain.sh), ``CompileError`` or
+    ``OSError`` (the examples directory is not there)."""
+    source = (EXAMPLE_CONTRACTS / "prepaid" / "PrepaidEscrow.sol").read_text()
+    if _INTERFACE_IMPORT not in source:
+        raise toolchain.CompileError(f"PrepaidEscrow.sol no longer has {_INTERFACE_IMPORT!r}")
+    lines = (EXAMPLE_CONTRACTS / "interfaces" / "IConsortia.sol").read_text().splitlines()
+    interfaces = "\n".join(x for x in lines if not x.startswith(("// SPDX", "pragma ")))
+    return toolchain.compile_solidity(
+        source.replace(_INTERFACE_IMPORT, interfaces), "PrepaidEscrow"
+    )
+
+
 def run_story(story: Story) -> None:
     """The whole scenario, in order (each step builds on the previous ones)."""
     story.members()
     story.listing()
     story.wallets()
     story.prepaid()
+    story.contracts()
     story.delivery_versus_payment()
     story.insurance()
     story.dividend()
