@@ -206,6 +206,10 @@ def test_unknown_ids_answer_404_to_the_regulator(
             # An absent key is answered with its non-membership proof: that is the read's point.
             assert resp.status_code == 200 and resp.json()["value"] is None
             continue
+        if path == "/v1/notary/sha256/{sha256_hex}":
+            # A file nobody deposited: no deposits, with the index key's non-membership proof.
+            assert resp.status_code == 200 and resp.json()["deposits"] == []
+            continue
         _assert_problem(resp, 400, 404, 409)
 
 

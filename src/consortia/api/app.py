@@ -53,6 +53,7 @@ from consortia.api.auth import (
 from consortia.api.backend import ApiBackend
 from consortia.api.contracts import contracts_router
 from consortia.api.evidence import Fetch, evidence_router, http_fetch
+from consortia.api.notary import notary_router
 from consortia.api.private import (
     SEALED_STATE_PREFIXES,
     HoldingsIndex,
@@ -644,6 +645,7 @@ def create_app(
     app.include_router(evidence_router(backend, caller, settings, fetch=evidence_fetch))
     app.include_router(supervision_router(backend, settings, caller))  # dashboard data
     app.include_router(contracts_router(backend, caller))  # contract records, queries
+    app.include_router(notary_router(backend, caller, settings.supervision_api, evidence_fetch))
 
     # -- submission ----------------------------------------------------------------------------
 

@@ -18,6 +18,8 @@ freshness).
 - ``investors/{investor_id}``: look-through across chains (accounts, holdings, wallets, history).
 - ``holders/{chain_id}/{code}``: the holder register of one security (``height`` for the past).
 - ``freezes``: open freezes (and ``lifted=N`` recently lifted ones).
+- ``notary``: notary deposits per institution per project, and the gap report (projects
+  idle for more than ``gap_days`` days of block time).
 - ``orders`` and ``anchoring`` read the supervision chain's own head state (no index needed: on a
   business node they are empty, ``tier`` says which); ``indexed`` is null without an index.
 
@@ -68,6 +70,8 @@ AFTER = "`next_after` of the previous page."
 # Supervision records are followed block by block from the receipts; past this many new blocks
 # one pass over the state is cheaper than reading their receipts.
 MAX_CATCH_UP = 256
+DEFAULT_GAP_DAYS = 30  # notary gap report: a project idle this long is reported
+MAX_GAP_DAYS = 36_500
 _ORDER_PREFIX = orders.order_key("")
 
 
@@ -455,6 +459,38 @@ def supervision_router(
 
         def q(idx: LookthroughIndex) -> dict[str, Any]:
             return {**idx.freezes(chain_id=chain, lifted=lifted), "indexed": idx.chain_heads()}
+
+        return await query(q)
+
+    @router.get("/v1/supervision/notary", tags=["supervision"], responses=private)
+    async def notary_projects(
+        org: str | None = Query(None, description="Only this institution (org id)."),
+        project: str | None = Query(None, description="Only this project."),
+        gap_days: int = Query(
+            DEFAULT_GAP_DAYS, ge=0, le=MAX_GAP_DAYS, description="Gap report threshold (days)."
+        ),
+        acct: registry.Account = Depends(regulator),
+    ) -> dict[str, Any]:
+        """Notary deposits per institution per project (``projects``: counts, withdrawn, the
+        latest deposit and its block time), with ``org`` and ``project`` also that project's
+        ``deposits`` (newest first), and the gap report (``gaps``: projects whose latest
+        deposit is more than ``gap_days`` days of block time older than their chain's head)."""
+        _check_id(org, "org")
+        _check_id(project, "project")
+
+        def q(idx: LookthroughIndex) -> dict[str, Any]:
+            listed = (
+                idx.notary_deposits(org, project, limit=DEFAULT_HISTORY)
+                if org is not None and project is not None
+                else []
+            )
+            return {
+                "projects": idx.notary_projects(org_id=org, project=project),
+                "deposits": listed,
+                "gap_days": gap_days,
+                "gaps": idx.notary_gaps(gap_days, org_id=org),
+                "indexed": idx.chain_heads(),
+            }
 
         return await query(q)
 

@@ -2,10 +2,10 @@
 
 Static files shipped as package data (``consortia/api/web``: ``index.html``, ``style.css`` and the
 JavaScript modules ``app.js`` (routing, explorer, sign-in, the event stream), ``api.js`` (DOM
-helpers, API calls, the session), ``investor.js`` and ``dashboard.js``), plain HTML and vanilla
-JavaScript modules: no build step, no CDN, no npm at runtime, no external code. Every value is
-inserted with ``textContent`` (or an SVG attribute set by DOM calls), never as HTML. The CSP
-allows scripts, styles and connections to this origin only (``script-src 'self'``).
+helpers, API calls, the session), ``investor.js``, ``dashboard.js`` and ``notary.js``), plain
+HTML and vanilla JavaScript modules: no build step, no CDN, no npm at runtime, no external
+code. Every value is inserted with ``textContent`` (or an SVG attribute set by DOM calls), never
+as HTML. The CSP allows scripts, styles and connections to this origin only (``script-src 'self'``).
 
 - **Explorer** (public): status, blocks, certificates, anchors; live from ``GET /v1/stream``
   (``EventSource``).
@@ -17,6 +17,8 @@ allows scripts, styles and connections to this origin only (``script-src 'self'`
   refused (expired, key rotated). No key ever reaches the browser.
 - **Investor view**: ``GET /v1/me`` (investor record, holdings, wallets, fund positions and
   orders, policies), refreshed on every new block of the stream.
+- **Notary** (public): a dropped or chosen file is hashed in the page (``crypto.subtle``, the
+  file never leaves the machine) and looked up with ``GET /v1/notary/sha256/{hex}``.
 - **Regulator dashboard** (a supervision node's API, regulator accounts):
   ``/v1/supervision/...`` panels and ``/v1/activity`` as an inline SVG chart, refreshed on every
   new block; 503 ``LOOKTHROUGH_UNAVAILABLE`` is shown as such.
@@ -45,6 +47,7 @@ WEB_FILES = {
     "api.js": "text/javascript; charset=utf-8",
     "investor.js": "text/javascript; charset=utf-8",
     "dashboard.js": "text/javascript; charset=utf-8",
+    "notary.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
 # Same-origin only: no inline script or style, no third-party anything, no framing.

@@ -7,6 +7,8 @@
     consortia supervise history ACCOUNT --db FILE [--json]
     consortia supervise large-payments --db FILE --home NODE_HOME ... --regulator-key KEYFILE
     consortia supervise alerts --db FILE [--rule RULE] [--json]
+    consortia supervise deposits --db FILE [--org ORG] [--project P] [--json]
+    consortia supervise gaps --db FILE --days N [--org ORG] [--json]
 
 The index reads what the nodes have committed (their stores opened read-only) and never runs in
 block execution. ``large-payments`` opens the payers' and payees' sealed identities with the
@@ -290,4 +292,92 @@ def alerts_cmd(
         table.add_column(col)
     for a in alerts:
         table.add_row(a.rule, a.severity, a.chain_id, str(a.height), a.subject, a.detail)
+    console.print(table)
+
+
+def _when(ms: object) -> str:
+    if not isinstance(ms, int) or ms <= 0:
+        return "—"
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ms / 1000))
+
+
+@app.command("deposits")
+def deposits_cmd(
+    db: Path = DbOption,
+    org: str | None = typer.Option(None, "--org", help="Only this institution (org id)."),
+    project: str | None = typer.Option(None, "--project", help="Only this project."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Notary deposits per institution per project: how many, withdrawn ones, the latest
+    (deposit number, version, height, block time). With ``--org`` and ``--project``, also that
+    project's deposits, newest first."""
+    with _open(db) as idx:
+        rows = idx.notary_projects(org_id=org, project=project)
+        listed = (
+            idx.notary_deposits(org, project) if org is not None and project is not None else []
+        )
+    if as_json:
+        _print_json({"projects": rows, "deposits": listed} if listed else rows)
+        return
+    table = Table(title="notary deposits per institution and project")
+    for col in ("org", "project", "chain", "deposits", "withdrawn", "latest", "version", "at"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["org_id"],
+            r["project"],
+            r["chain_id"],
+            str(r["deposits"]),
+            str(r["withdrawn"]),
+            r["latest_deposit_id"],
+            str(r["latest_version"]),
+            f"{_when(r['latest_time_ms'])} (block {r['latest_height']})",
+        )
+    console.print(table)
+    if listed:
+        detail = Table(title=f"deposits of {org} / {project}")
+        for col in ("deposit", "version", "previous", "type", "sha256", "size", "height", "state"):
+            detail.add_column(col)
+        for d in listed:
+            detail.add_row(
+                d["deposit_id"],
+                str(d["version"]),
+                d["previous"] or "—",
+                d["doc_type"],
+                d["sha256"][:16] + "…",
+                str(d["size"]),
+                str(d["height"]),
+                "withdrawn" if d["withdrawn_height"] is not None else "valid",
+            )
+        console.print(detail)
+
+
+@app.command("gaps")
+def gaps_cmd(
+    db: Path = DbOption,
+    days: int = typer.Option(
+        ..., "--days", min=0, help="Report projects idle for more than this many days."
+    ),
+    org: str | None = typer.Option(None, "--org", help="Only this institution (org id)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """The gap report: projects whose latest notary deposit is more than ``--days`` days of
+    block time older than their chain's indexed head (working papers no longer updated)."""
+    with _open(db) as idx:
+        rows = idx.notary_gaps(days, org_id=org)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title=f"projects without a deposit for more than {days} days")
+    for col in ("org", "project", "chain", "idle days", "latest", "at"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["org_id"],
+            r["project"],
+            r["chain_id"],
+            str(r["idle_days"]),
+            r["latest_deposit_id"],
+            _when(r["latest_time_ms"]),
+        )
     console.print(table)

@@ -45,7 +45,7 @@ from consortia.modules.investors import open_identity
 from consortia.node.local import DATA_DIR, load_genesis
 from consortia.storage import ChainStore
 
-SCHEMA_VERSION = "2"  # 2: freezes keep when they were opened and lifted
+SCHEMA_VERSION = "3"  # 2: freezes keep when they were opened and lifted; 3: notary deposits
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -120,6 +120,13 @@ CREATE TABLE IF NOT EXISTS alerts (
     height INTEGER NOT NULL, tx_hash TEXT NOT NULL, subject TEXT NOT NULL,
     detail TEXT NOT NULL, severity TEXT NOT NULL,
     UNIQUE (rule, chain_id, height, tx_hash, subject, detail));
+CREATE TABLE IF NOT EXISTS notary_deposits (
+    chain_id TEXT NOT NULL, deposit_id TEXT NOT NULL, org_id TEXT NOT NULL,
+    depositor TEXT NOT NULL, project TEXT NOT NULL, doc_type TEXT NOT NULL,
+    version INTEGER NOT NULL, previous TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+    height INTEGER NOT NULL, time_ms INTEGER NOT NULL, withdrawn_height INTEGER,
+    PRIMARY KEY (chain_id, deposit_id));
+CREATE INDEX IF NOT EXISTS notary_deposits_project ON notary_deposits (org_id, project, chain_id);
 """
 
 # Argument / attribute names that name a securities account, a wallet, or a security code.
@@ -787,6 +794,72 @@ class LookthroughIndex:
         )[:limit]
         return [{**r, "via": ",".join(sorted(r["via"]))} for r in newest]
 
+    # -- notary ------------------------------------------------------------------------------
+
+    def notary_projects(
+        self,
+        *,
+        org_id: str | None = None,
+        project: str | None = None,
+        chain_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Deposits per institution per project: one row per (chain, organization, project)
+        with the number of deposits and of withdrawn ones, the latest deposit (the highest
+        deposit number: the chain's counter, zero-padded) with its version, height and block
+        time, and the chain's indexed head block time; ordered by organization, project, chain."""
+        rows = self.db.execute(
+            "SELECT d.chain_id, d.org_id, d.project, COUNT(*), "
+            "SUM(d.withdrawn_height IS NOT NULL), MAX(d.deposit_id), d.version, d.height, "
+            "d.time_ms, c.time_ms FROM notary_deposits d JOIN chains c USING (chain_id) "
+            "WHERE (? IS NULL OR d.org_id=?) AND (? IS NULL OR d.project=?) "
+            "AND (? IS NULL OR d.chain_id=?) "
+            "GROUP BY d.chain_id, d.org_id, d.project ORDER BY d.org_id, d.project, d.chain_id",
+            (org_id, org_id, project, project, chain_id, chain_id),
+        ).fetchall()
+        keys = (
+            "chain_id",
+            "org_id",
+            "project",
+            "deposits",
+            "withdrawn",
+            "latest_deposit_id",
+            "latest_version",
+            "latest_height",
+            "latest_time_ms",
+            "head_time_ms",
+        )
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def notary_gaps(self, days: int, *, org_id: str | None = None) -> list[dict[str, Any]]:
+        """Projects whose latest deposit is more than ``days`` days of block time older than
+        their chain's indexed head (working papers that stopped being updated), the longest
+        idle first, each with ``idle_ms`` and whole ``idle_days``."""
+        if days < 0:
+            raise LookthroughError("a gap is a number of days >= 0")
+        out = []
+        for row in self.notary_projects(org_id=org_id):
+            idle = int(row["head_time_ms"]) - int(row["latest_time_ms"])
+            if idle > days * DAY_MS:
+                out.append({**row, "idle_ms": idle, "idle_days": idle // DAY_MS})
+        out.sort(key=lambda r: (-r["idle_ms"], r["org_id"], r["project"], r["chain_id"]))
+        return out
+
+    def notary_deposits(
+        self, org_id: str, project: str, *, chain_id: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The ``limit`` latest deposits (newest first) of one organization's project."""
+        cols = (
+            "chain_id, deposit_id, org_id, depositor, project, doc_type, version, previous, "
+            "sha256, size, height, time_ms, withdrawn_height"
+        )
+        keys = tuple(c.strip() for c in cols.split(","))
+        rows = self.db.execute(
+            f"SELECT {cols} FROM notary_deposits WHERE org_id=? AND project=? "
+            "AND (? IS NULL OR chain_id=?) ORDER BY height DESC, deposit_id DESC LIMIT ?",
+            (org_id, project, chain_id, chain_id, limit),
+        ).fetchall()
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
 
 class _View:
     """``IndexView`` over the connection, inside the block's transaction."""
@@ -1099,6 +1172,33 @@ class _Apply:
                 int(a["amount_fen"]),
                 a["purpose"],
             ),
+        )
+
+    # notary (working papers, contracts: deposits per institution and project)
+    def _notary_deposited(self, seq: int, a: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO notary_deposits VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+            (
+                self.c,
+                a["deposit_id"],
+                a["org_id"],
+                _hex(a["depositor"]),
+                a["project"],
+                a["doc_type"],
+                int(a["version"]),
+                a["previous"],
+                _hex(a["sha256"]),
+                int(a["size"]),
+                self.tx.height,
+                self.tx.time_ms,
+            ),
+        )
+
+    def _notary_withdrawn(self, seq: int, a: dict[str, Any]) -> None:
+        self.db.execute(
+            "UPDATE notary_deposits SET withdrawn_height=? WHERE chain_id=? AND deposit_id=?",
+            (self.tx.height, self.c, a["deposit_id"]),
         )
 
 

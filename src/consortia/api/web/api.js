@@ -178,6 +178,7 @@ export const api = {
   freezes: () => getJson("/v1/supervision/freezes", true),
   orders: () => getJson("/v1/supervision/orders", true),
   anchoring: () => getJson("/v1/supervision/anchoring", true),
+  notary: (gapDays) => getJson(`/v1/supervision/notary?gap_days=${seg(gapDays)}`, true),
   streamUrl: () => "/v1/stream",
 };
 

@@ -17,6 +17,7 @@ import {
 } from "./api.js";
 import { showDashboard, refreshDashboard } from "./dashboard.js";
 import { showInvestor, refreshInvestor } from "./investor.js";
+import { setupNotary, showDeposit } from "./notary.js";
 
 const LATEST = 20; // rows in the latest-blocks table
 const RETRY_MS = 3000; // reopen the stream after it is closed for good
@@ -348,7 +349,7 @@ function refreshSoon() {
 
 // -- routing ------------------------------------------------------------------------------------
 
-const VIEWS = ["view-blocks", "view-block", "view-anchors", "view-investor", "view-dashboard"];
+const VIEWS = ["view-blocks", "view-block", "view-anchors", "view-investor", "view-dashboard", "view-notary"];
 
 function show(view) {
   state.view = view;
@@ -374,6 +375,9 @@ async function route(ev) {
     } else if (parts[0] === "dashboard") {
       show("view-dashboard");
       await showDashboard(state.me);
+    } else if (parts[0] === "notary") {
+      show("view-notary");
+      if (parts[1]) await showDeposit(parts[1]);
     } else {
       show("view-blocks");
     }
@@ -384,6 +388,7 @@ async function route(ev) {
 
 async function main() {
   setupSignIn();
+  setupNotary(showError);
   $("anchor-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const chain = $("anchor-chain").value.trim();

@@ -9,6 +9,7 @@ import { $, ApiError, api, clear, el, fmtNum, fmtTime, fmtYuan, kvRows } from ".
 const SVG = "http://www.w3.org/2000/svg";
 const CHART_BLOCKS = 60;
 const MAX_ROWS = 50;
+const NOTARY_GAP_DAYS = 30; // the gap report: projects without a deposit for longer than this
 
 // -- generic rendering of the supervision reads -----------------------------------------------------
 
@@ -243,7 +244,21 @@ let lookupInvestor = "";
 let lookupHolders = null;
 
 async function loadAll() {
+  const notary = api.notary(NOTARY_GAP_DAYS); // one read for both notary panels
   await Promise.all([
+    panel("dash-notary", async () => ({ projects: (await notary).projects }), {
+      columns: ["org_id", "project", "chain_id", "deposits", "withdrawn", "latest_deposit_id", "latest_version", "latest_time_ms"],
+      only: true,
+      empty: "no notary deposits indexed",
+    }),
+    panel("dash-notary-gaps", async () => {
+      const r = await notary;
+      return { gap_days: r.gap_days, gaps: r.gaps };
+    }, {
+      columns: ["org_id", "project", "chain_id", "idle_days", "latest_deposit_id", "latest_time_ms"],
+      only: true,
+      empty: `no project idle for more than ${NOTARY_GAP_DAYS} days`,
+    }),
     panel("dash-overview", api.overview, {
       columns: ["chain_id", "indexed_height", "anchored_height", "lag_blocks", "alerts", "open_freezes", "orders"],
       only: true,
