@@ -69,7 +69,7 @@ def _open(db: Path, *, create: bool = False) -> Iterator[LookthroughIndex]:
     if not create and not db.is_file():
         _fail(f"no index at {db}: run `consortia supervise index --db {db} --home NODE_HOME`")
     try:
-        idx = LookthroughIndex(db)
+        idx = LookthroughIndex(db, readonly=not create)  # a query never writes the file
     except LookthroughError as exc:
         _fail(str(exc))
     try:

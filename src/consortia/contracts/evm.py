@@ -299,9 +299,62 @@ class _ConsortiaState(CancunState):
         self.frozen_code: dict[bytes, bool] = {}
 
 
+_POINT_EVALUATION_ADDRESS: Final = Address((0x0A).to_bytes(keys.ADDRESS_SIZE, "big"))
+_POINT_EVALUATION_GAS: Final = 50_000  # EIP-4844's price, charged before the refusal
+
+
+def _no_point_evaluation(computation: ComputationAPI) -> ComputationAPI:
+    """EIP-4844's point evaluation (0x0a), refused: a consortia chain carries no blobs, and
+    py-evm's version reloads the KZG trusted setup on every call (about 2 s of CPU for 50 000
+    gas), so one transaction could stall every node for minutes. It faults at its gas price."""
+    computation.consume_gas(_POINT_EVALUATION_GAS, reason="point evaluation (refused)")
+    raise VMError("the point evaluation precompile (0x0a) is not available: no blobs here")
+
+
+# py-evm computes BLAKE2 F (0x09) and the BN254 pairing (0x08) in pure Python: measured about
+# 160k and 250k gas/s at Ethereum's prices against about 4.7M gas/s for ordinary opcodes, so a
+# block's gas of them would keep every node busy 20-30 times longer. A surcharge, charged before
+# py-evm's own price, brings them in line (about 30 gas a round; 600 000 gas a pair and per
+# call, the final exponentiation costing about one pair).
+_BLAKE2_ADDRESS: Final = Address((0x09).to_bytes(keys.ADDRESS_SIZE, "big"))
+_PAIRING_ADDRESS: Final = Address((0x08).to_bytes(keys.ADDRESS_SIZE, "big"))
+_BLAKE2_INPUT_SIZE: Final = 213  # EIP-152; other sizes are refused by py-evm
+_BLAKE2_ROUND_SURCHARGE: Final = 30
+_PAIRING_SURCHARGE: Final = 600_000  # per pair and once per call
+_PAIRING_INPUT_SIZE: Final = 192
+
+
+def _surcharged(
+    address: Address, surcharge: Callable[[bytes], int]
+) -> Callable[[ComputationAPI], ComputationAPI]:
+    inner = CANCUN_PRECOMPILES[address]
+
+    def run(computation: ComputationAPI) -> ComputationAPI:
+        computation.consume_gas(surcharge(computation.msg.data_as_bytes), "py-evm surcharge")
+        return inner(computation)  # type: ignore[no-any-return]
+
+    return run
+
+
+def _blake2_surcharge(data: bytes) -> int:
+    if len(data) != _BLAKE2_INPUT_SIZE:
+        return 0
+    return int.from_bytes(data[:4], "big") * _BLAKE2_ROUND_SURCHARGE
+
+
+def _pairing_surcharge(data: bytes) -> int:
+    return (len(data) // _PAIRING_INPUT_SIZE + 1) * _PAIRING_SURCHARGE
+
+
 @functools.cache
 def _precompile_table() -> dict[Address, Callable[[ComputationAPI], Any]]:
-    return {**CANCUN_PRECOMPILES, **precompiles.PRECOMPILES}
+    return {
+        **CANCUN_PRECOMPILES,
+        _PAIRING_ADDRESS: _surcharged(_PAIRING_ADDRESS, _pairing_surcharge),
+        _BLAKE2_ADDRESS: _surcharged(_BLAKE2_ADDRESS, _blake2_surcharge),
+        _POINT_EVALUATION_ADDRESS: _no_point_evaluation,
+        **precompiles.PRECOMPILES,
+    }
 
 
 def _frozen_code_failure(state: _ConsortiaState, message: MessageAPI) -> tuple[str, str] | None:
@@ -424,6 +477,7 @@ def _fault_code(error: VMError) -> tuple[Status, str]:
 
 
 _ERROR_STRING_SELECTOR: Final = bytes.fromhex("08c379a0")  # Error(string), Solidity and Vyper
+_MAX_REASON_BYTES: Final = 512  # of a revert reason quoted in a receipt's message
 
 
 def _describe(error: VMError, output: bytes) -> str:
@@ -431,9 +485,13 @@ def _describe(error: VMError, output: bytes) -> str:
     if not isinstance(error, Revert):
         return str(error) or type(error).__name__
     if output[:4] == _ERROR_STRING_SELECTOR and len(output) >= 68:
-        length = int.from_bytes(output[36:68], "big")
-        reason = output[68 : 68 + length].decode("utf-8", errors="replace")
-        return f"the contract reverted: {reason}"
+        length = min(int.from_bytes(output[36:68], "big"), len(output) - 68)
+        # The receipt keeps this message on every node, and a long reason costs only memory
+        # gas: quote a bounded prefix (a cut UTF-8 sequence decodes as U+FFFD, deterministically).
+        shown = min(length, _MAX_REASON_BYTES)
+        reason = output[68 : 68 + shown].decode("utf-8", errors="replace")
+        more = f" ... ({length} bytes)" if length > shown else ""
+        return f"the contract reverted: {reason}{more}"
     return "the contract reverted"
 
 

@@ -309,10 +309,11 @@ class Client:
         if not learning:
             target = urllib.parse.urlsplit(self.base_url).path.rstrip("/") + path
             headers.update(self._auth_headers(method, target, data or b""))
-        req = urllib.request.Request(
-            self.base_url + path, data=data, method=method, headers=headers
-        )
         try:
+            # Inside the try: urllib refuses an unusable URL (no scheme) with a ValueError here.
+            req = urllib.request.Request(
+                self.base_url + path, data=data, method=method, headers=headers
+            )
             with self._opener.open(req, timeout=self.timeout_s) as resp:
                 return int(resp.status), bytes(resp.read())
         except urllib.error.HTTPError as exc:
