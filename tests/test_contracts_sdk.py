@@ -455,3 +455,19 @@ def test_cli_approve_opens_a_proposal(world: World, tmp_path: Path) -> None:
         ["contract", "approve", "--reason", "x", "--key", key, "--api", world.url]
     )
     assert code == 2 and "exactly one of --bytecode and --source" in err
+
+
+def test_one_query_at_a_time_shares_the_engine_with_blocks(world: World) -> None:
+    """Block execution shares the EVM thread: while a query holds the node's query slot, another
+    waits at most QUERY_WAIT_S and is then refused with 503 QUERY_BUSY; free again, it runs."""
+    from consortia.api import contracts as api_contracts
+
+    t = deploy_token(world)
+    assert api_contracts.QUERY_SLOT.acquire(timeout=5)
+    try:
+        with pytest.raises(SdkError) as err:
+            t.query("name")
+        assert err.value.code == "QUERY_BUSY"
+    finally:
+        api_contracts.QUERY_SLOT.release()
+    assert t.query("name") == "Bond"

@@ -39,6 +39,7 @@ problem: 200 with ``ok: false``, the engine's ``code`` and, if the payload says,
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -48,7 +49,15 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from consortia import codec
 from consortia.api.backend import ApiBackend
 from consortia.api.private import read_context
-from consortia.api.reads import PRIVATE_PROBLEMS, ApiProblem, hex_arg, jsonable, proven, read_at
+from consortia.api.reads import (
+    PRIVATE_PROBLEMS,
+    ApiProblem,
+    Problem,
+    hex_arg,
+    jsonable,
+    proven,
+    read_at,
+)
 from consortia.contracts import evm, keys
 from consortia.contracts.abi import AbiError, ContractAbi
 from consortia.execution.state import ChainState
@@ -245,6 +254,21 @@ def run_query(
     return out
 
 
+# One query at a time per process: the EVM engine thread is per process and shared with block
+# execution (see ``query_contract``). A query waits at most QUERY_WAIT_S for its turn.
+QUERY_SLOT = threading.Lock()
+QUERY_WAIT_S = 1.0
+
+
+QUERY_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    **PRIVATE_PROBLEMS,
+    503: {
+        "model": Problem,
+        "description": "QUERY_BUSY: another contract query is running here (problem details)",
+    },
+}
+
+
 def contracts_router(backend: ApiBackend, caller: Caller) -> APIRouter:
     """The contract routes over ``backend``; ``caller`` is ``create_app``'s signed-request
     dependency (the registry account, or a 401 problem)."""
@@ -257,7 +281,7 @@ def contracts_router(backend: ApiBackend, caller: Caller) -> APIRouter:
         (404 ``NOT_FOUND`` if no contract lives at ``address``)."""
         return contract_view(backend.head(), _address(address))
 
-    @router.post("/v1/contracts/{address}/query", tags=["contracts"], responses=PRIVATE_PROBLEMS)
+    @router.post("/v1/contracts/{address}/query", tags=["contracts"], responses=QUERY_PROBLEMS)
     def query_contract(
         address: str, req: QueryRequest, acct: registry.Account = Depends(caller)
     ) -> dict[str, Any]:
@@ -266,8 +290,16 @@ def contracts_router(backend: ApiBackend, caller: Caller) -> APIRouter:
         ``ok: false`` with the engine's code when the call reverted or failed; 400 problems for
         bad input (``UNKNOWN_FUNCTION``, ``BAD_ABI_ARGS``, ``NO_ABI``, ``EVM_BAD_MESSAGE``, ...)."""
         # A plain ``def``: the EVM runs on its own engine thread and this waits for it, off the
-        # event loop.
-        return run_query(backend.head(), _address(address), req, acct.address)
+        # event loop. Block execution shares that one thread, so at most one query may be
+        # queued on it at a time (a flood of queries must not delay a validator's blocks).
+        if not QUERY_SLOT.acquire(timeout=QUERY_WAIT_S):
+            raise ApiProblem(
+                503, "QUERY_BUSY", "another contract query is running on this node; retry"
+            )
+        try:
+            return run_query(backend.head(), _address(address), req, acct.address)
+        finally:
+            QUERY_SLOT.release()
 
     @router.post("/v1/contracts/{address}/decode-log", tags=["contracts"])
     async def decode_log(address: str, req: DecodeLogRequest) -> dict[str, Any]:
