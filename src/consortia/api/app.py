@@ -56,7 +56,6 @@ from consortia.api.evidence import Fetch, evidence_router, http_fetch
 from consortia.api.notary import notary_router
 from consortia.api.private import (
     SEALED_STATE_PREFIXES,
-    HoldingsIndex,
     investor_access,
     is_public_key,
     is_regulator,
@@ -77,7 +76,7 @@ from consortia.api.reads import (
     proven,
     read_at,
 )
-from consortia.api.records import records_router
+from consortia.api.records import RecordsIndex, records_router
 from consortia.api.stream import stream_router
 from consortia.api.supervision_views import supervision_router
 from consortia.api.webui import webui_router
@@ -305,7 +304,7 @@ def create_app(
     authenticator = RequestAuthenticator(
         window_ms=settings.auth_window_ms, max_replay_entries=settings.max_replay_entries
     )
-    holdings_index = HoldingsIndex()
+    records_index = RecordsIndex()  # one scan of the head per block for every private view
     app = FastAPI(
         title="consortia",
         version="1",
@@ -604,7 +603,7 @@ def create_app(
             "record": jsonable(inv),
             "accounts": [
                 {"account": jsonable(sa), "holdings": jsonable(held)}
-                for sa, held in holdings_index.accounts(state, investor_id)
+                for sa, held in records_index.accounts(state, investor_id)
             ],
         }
 
@@ -641,7 +640,7 @@ def create_app(
             "day_spent": wallet.day_spent,
         }
 
-    app.include_router(records_router(backend, caller))  # funds, policies, /v1/me
+    app.include_router(records_router(backend, caller, records_index))  # funds, policies, /v1/me
     app.include_router(evidence_router(backend, caller, settings, fetch=evidence_fetch))
     app.include_router(supervision_router(backend, settings, caller))  # dashboard data
     app.include_router(contracts_router(backend, caller))  # contract records, queries

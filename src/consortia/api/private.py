@@ -27,8 +27,6 @@ All rules are evaluated against one immutable head ``ChainState`` through a read
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from consortia import codec
 from consortia.execution.context import TxContext
 from consortia.execution.state import ChainState
@@ -189,59 +187,9 @@ def state_access(
         return None
 
 
-@dataclass
-class _Index:
-    state_root: bytes = b""
-    accounts_by_investor: dict[str, list[investors.SecuritiesAccount]] = field(default_factory=dict)
-    holdings_by_account: dict[str, list[securities.Holding]] = field(default_factory=dict)
-
-
-_ACCOUNT_PREFIX = investors.account_key("")
-_HOLDING_PREFIX = b"securities/holding/"
-
-
-class HoldingsIndex:
-    """Investor → securities accounts → holdings at the head.
-
-    The state has no such secondary index, so it is built by one pass over the state tree and
-    reused until the state root changes (i.e. at most once per committed block, and only when a
-    private investor read asks for it)."""
-
-    def __init__(self) -> None:
-        self._index = _Index()
-
-    def _current(self, state: ChainState) -> _Index:
-        root = state.state_root
-        if self._index.state_root != root:
-            index = _Index(state_root=root)
-            for key, value in state.tree.items():
-                if key.startswith(_ACCOUNT_PREFIX):
-                    acct = codec.decode_struct(investors.SecuritiesAccount, value)
-                    index.accounts_by_investor.setdefault(acct.investor_id, []).append(acct)
-                elif key.startswith(_HOLDING_PREFIX):
-                    holding = codec.decode_struct(securities.Holding, value)
-                    index.holdings_by_account.setdefault(holding.account_id, []).append(holding)
-            for accounts in index.accounts_by_investor.values():
-                accounts.sort(key=lambda a: a.account_id)
-            for holdings in index.holdings_by_account.values():
-                holdings.sort(key=lambda h: h.code)
-            self._index = index
-        return self._index
-
-    def accounts(
-        self, state: ChainState, investor_id: str
-    ) -> list[tuple[investors.SecuritiesAccount, list[securities.Holding]]]:
-        index = self._current(state)
-        return [
-            (acct, index.holdings_by_account.get(acct.account_id, []))
-            for acct in index.accounts_by_investor.get(investor_id, [])
-        ]
-
-
 __all__ = [
     "PUBLIC_STATE_PREFIXES",
     "SEALED_STATE_PREFIXES",
-    "HoldingsIndex",
     "investor_access",
     "investor_id_access",
     "is_public_key",

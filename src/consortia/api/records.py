@@ -100,6 +100,16 @@ class RecordsIndex:
             self._index = _build(state)
         return self._index
 
+    def accounts(
+        self, state: ChainState, investor_id: str
+    ) -> list[tuple[investors.SecuritiesAccount, list[securities.Holding]]]:
+        """An investor's securities accounts (by id) with their holdings (by code)."""
+        index = self.current(state)
+        return [
+            (acct, index.holdings_by_account.get(acct.account_id, []))
+            for acct in index.accounts_by_investor.get(investor_id, [])
+        ]
+
 
 def _build(state: ChainState) -> _Index:
     index = _Index(state_root=state.state_root)
@@ -332,11 +342,11 @@ def _after(cursor: str) -> tuple[int, str]:
 # The router
 
 
-def records_router(backend: ApiBackend, caller: Caller) -> APIRouter:
+def records_router(backend: ApiBackend, caller: Caller, index: RecordsIndex) -> APIRouter:
     """Fund, policy and ``/v1/me`` reads over ``backend``; ``caller`` is ``create_app``'s
-    signed-request dependency (the registry account, or a 401 problem)."""
+    signed-request dependency (the registry account, or a 401 problem); ``index`` is the app's
+    one ``RecordsIndex`` (shared with the investor read, so the head is scanned once)."""
     router = APIRouter()
-    index = RecordsIndex()
     private = PRIVATE_PROBLEMS
 
     def forbidden(what: str) -> ApiProblem:
