@@ -151,6 +151,21 @@ OTHER_FIELDS = frozenset({"investor_id"})
 _PAIRS_PER_QUERY = 200  # (chain, subject) pairs per query: under SQLite's expression depth
 
 
+# The columns of a large-value payment row, in the order both payment queries return them.
+_PAYMENT_FIELDS = (
+    "chain_id",
+    "height",
+    "tx_hash",
+    "time_ms",
+    "payer",
+    "payer_operator",
+    "payee",
+    "payee_operator",
+    "amount_fen",
+    "purpose",
+)
+
+
 class LookthroughError(Exception):
     """The index cannot do what was asked (the message says why, for the operator)."""
 
@@ -619,23 +634,10 @@ class LookthroughIndex:
 
     def large_payments(self) -> list[dict[str, Any]]:
         rows = self.db.execute(
-            "SELECT chain_id, height, tx_hash, time_ms, payer, payer_operator, payee, "
-            "payee_operator, amount_fen, purpose FROM large_payments "
+            f"SELECT {', '.join(_PAYMENT_FIELDS)} FROM large_payments "
             "ORDER BY chain_id, height, idx, seq"
         )
-        keys = (
-            "chain_id",
-            "height",
-            "tx_hash",
-            "time_ms",
-            "payer",
-            "payer_operator",
-            "payee",
-            "payee_operator",
-            "amount_fen",
-            "purpose",
-        )
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+        return [dict(zip(_PAYMENT_FIELDS, r, strict=True)) for r in rows]
 
     def alerts(self, rule: str | None = None, chain_id: str | None = None) -> list[Alert]:
         rows = self.db.execute(
@@ -692,25 +694,11 @@ class LookthroughIndex:
         """Large-value payments newest indexed first, at most ``limit``; ``id`` (the row id, in
         indexing order) pages as for ``alerts_page``."""
         rows = self.db.execute(
-            "SELECT rowid, chain_id, height, tx_hash, time_ms, payer, payer_operator, payee, "
-            "payee_operator, amount_fen, purpose FROM large_payments WHERE (? IS NULL OR "
+            f"SELECT rowid, {', '.join(_PAYMENT_FIELDS)} FROM large_payments WHERE (? IS NULL OR "
             "chain_id=?) AND (? IS NULL OR rowid<?) ORDER BY rowid DESC LIMIT ?",
             (chain_id, chain_id, before_id, before_id, limit),
         )
-        keys = (
-            "id",
-            "chain_id",
-            "height",
-            "tx_hash",
-            "time_ms",
-            "payer",
-            "payer_operator",
-            "payee",
-            "payee_operator",
-            "amount_fen",
-            "purpose",
-        )
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+        return [dict(zip(("id", *_PAYMENT_FIELDS), r, strict=True)) for r in rows]
 
     def freezes(self, *, chain_id: str | None = None, lifted: int = 0) -> dict[str, Any]:
         """Open freezes (oldest first) and the ``lifted`` most recently lifted ones (newest
